@@ -1,0 +1,3 @@
+from rktnetes.cli.main import main
+
+raise SystemExit(main())

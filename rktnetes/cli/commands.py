@@ -1,0 +1,8 @@
+"""The command modules the CLI registers, in the order `rkt --help` lists them.
+
+Each module exposes `register(subparsers, common_parser)` and sets `func(args, paths) -> int`.
+"""
+
+from . import fetch_cmd, image_cmd, pod_cmds
+
+MODULES = [fetch_cmd, image_cmd, pod_cmds]

@@ -1,0 +1,5 @@
+"""Placeholder until the module lands."""
+
+
+def register(sub, common):
+    pass
