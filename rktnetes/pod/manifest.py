@@ -1,0 +1,123 @@
+"""The pod manifest: what a pod is made of, as stage0 decided it. Typed, JSON, versioned.
+
+Written once when the pod is created (`pod.json`) and changed only under the pod's lock
+(apps added or removed in a running pod). Everything else about a pod — per-app state,
+resources, logs — lives in files beside it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class Mount:
+    volume: str
+    target: str                    # absolute path inside the app's rootfs
+    readonly: bool | None = None   # None: the volume's own setting
+
+
+@dataclass
+class Volume:
+    name: str
+    kind: str                      # "host" | "empty"
+    source: str = ""               # host path for kind=host
+    readonly: bool = False
+    mode: str = "0755"             # for kind=empty
+    uid: int = 0
+    gid: int = 0
+
+
+@dataclass
+class App:
+    name: str
+    image_id: str                  # config digest of the image in the store
+    image_name: str                # what the user asked for, for display
+    exec: list[str]                # argv; resolved from the image when the user gave none
+    env: dict[str, str] = field(default_factory=dict)
+    user: str = "0"                # uid or name, resolved inside the image at start
+    group: str = ""                # gid or name; "" means the user's primary group
+    supplementary_gids: list[int] = field(default_factory=list)
+    working_dir: str = "/"
+    readonly_rootfs: bool = False
+    memory_limit: int = 0          # bytes; 0 = none
+    cpu_millis: int = 0            # 1000 = one CPU; 0 = none
+    caps_retain: list[str] = field(default_factory=list)   # replaces the default set if given
+    caps_remove: list[str] = field(default_factory=list)
+    no_new_privileges: bool = True
+    privileged: bool = False
+    mounts: list[Mount] = field(default_factory=list)
+    interactive: bool = False
+    tty: bool = False
+    restart: str = ""              # "" = the pod's policy; "never" | "on-failure" | "always"
+    stop_signal: str = "SIGTERM"
+    annotations: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class PortForward:
+    name: str                      # "80/tcp" or an exposed port's name
+    container_port: int
+    protocol: str                  # "tcp" | "udp"
+    host_port: int
+    host_ip: str = ""
+
+
+@dataclass
+class NetworkRequest:
+    name: str                      # "default", "host", "none" or a user network
+    args: dict[str, str] = field(default_factory=dict)   # CNI_ARGS
+
+
+@dataclass
+class PodManifest:
+    uuid: str
+    apps: list[App]
+    volumes: list[Volume] = field(default_factory=list)
+    annotations: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    stage1: str = "default"        # "default" | "fly" | "kvm"
+    restart: str = "never"         # pod-wide policy: "never" | "on-failure" | "always"
+    networks: list[NetworkRequest] = field(default_factory=lambda: [NetworkRequest("none")])
+    ports: list[PortForward] = field(default_factory=list)
+    hostname: str = ""
+    dns: list[str] = field(default_factory=list)
+    dns_search: list[str] = field(default_factory=list)
+    dns_options: list[str] = field(default_factory=list)
+    hosts_entries: dict[str, list[str]] = field(default_factory=dict)  # ip -> names
+    sandbox: bool = False          # `rkt app sandbox`: lives until stopped, apps come and go
+    created_at: float = 0.0
+    schema: int = SCHEMA_VERSION
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "PodManifest":
+        d = _known(cls, d)
+        d["apps"] = [App(**{**_known(App, a), "mounts": [Mount(**_known(Mount, m))
+                                                         for m in a.get("mounts", [])]})
+                     for a in d.get("apps", [])]
+        d["volumes"] = [Volume(**_known(Volume, v)) for v in d.get("volumes", [])]
+        d["networks"] = [NetworkRequest(**_known(NetworkRequest, n)) for n in d.get("networks", [])]
+        d["ports"] = [PortForward(**_known(PortForward, p)) for p in d.get("ports", [])]
+        return cls(**d)
+
+    def app(self, name: str) -> App | None:
+        return next((a for a in self.apps if a.name == name), None)
+
+    def volume(self, name: str) -> Volume | None:
+        return next((v for v in self.volumes if v.name == name), None)
+
+    @property
+    def host_network(self) -> bool:
+        return self.stage1 == "fly" or any(n.name == "host" for n in self.networks)
+
+
+def _known(cls, d: dict) -> dict:
+    """Drop keys a newer writer added, so an older reader still loads the manifest."""
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in d.items() if k in names}

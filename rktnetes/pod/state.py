@@ -1,0 +1,45 @@
+"""Per-app runtime state, kept in `apps/<name>/state.json` beside the pod manifest.
+
+Only the pod's monitor (or a stage0 command holding the pod's lock) writes these files;
+readers (rkt status, the API service) read whole files because every write is a rename.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+# App states, as the CRI names them.
+CREATED = "created"
+RUNNING = "running"
+EXITED = "exited"
+UNKNOWN = "unknown"
+
+# Reasons an app exited.
+COMPLETED = "Completed"
+ERROR = "Error"
+OOM_KILLED = "OOMKilled"
+START_ERROR = "StartError"
+
+
+@dataclass
+class AppState:
+    name: str
+    state: str = CREATED
+    pid: int = 0
+    exit_code: int | None = None
+    signal: int = 0               # the signal that ended it, if any
+    reason: str = ""              # Completed | Error | OOMKilled | StartError
+    message: str = ""             # why it failed to start, for humans
+    created_at: float = 0.0
+    started_at: float = 0.0
+    finished_at: float = 0.0
+    restarts: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "AppState":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})

@@ -1,0 +1,184 @@
+"""Pod directories: a pod is `pods/<state>/<uuid>/`, its state the name of the parent directory.
+
+As in rkt, a state change is one rename under the pod's lock, and the lock is an flock on the
+pod directory itself: it follows the directory through renames and vanishes with its holder,
+so "running and lock free" means the monitor is gone (crash) and the pod can be cleaned up.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import uuid as uuidlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from rktnetes.errors import AmbiguousError, NotFoundError, PodError
+from rktnetes.fsutil import atomic_write_json, read_json
+
+from .manifest import PodManifest
+from .state import AppState
+
+log = logging.getLogger(__name__)
+
+EMBRYO = "embryo"
+PREPARE = "prepare"
+PREPARED = "prepared"
+RUN = "run"
+EXITED_GARBAGE = "exited-garbage"
+GARBAGE = "garbage"
+STATES = (EMBRYO, PREPARE, PREPARED, RUN, EXITED_GARBAGE, GARBAGE)
+
+
+class PodLock:
+    """An flock on the pod directory's file descriptor."""
+
+    def __init__(self, path: Path):
+        self.fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    def acquire(self, shared: bool = False, blocking: bool = True) -> bool:
+        op = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if blocking else fcntl.LOCK_NB)
+        try:
+            fcntl.flock(self.fd, op)
+            return True
+        except OSError as e:
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                return False
+            raise
+
+    def release(self) -> None:
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def inheritable(self) -> int:
+        """Hand the locked descriptor to a child (the monitor) so it keeps the lock after we exit."""
+        os.set_inheritable(self.fd, True)
+        return self.fd
+
+
+@dataclass
+class Pod:
+    """A handle on one pod directory. `path` is where it was when last seen."""
+
+    root: Path          # the pods/ directory
+    uuid: str
+    state: str
+
+    @property
+    def path(self) -> Path:
+        return self.root / self.state / self.uuid
+
+    def refresh(self) -> "Pod":
+        """Find the pod again (another process may have moved it)."""
+        for st in STATES:
+            if (self.root / st / self.uuid).is_dir():
+                self.state = st
+                return self
+        raise NotFoundError(f"pod {self.uuid} no longer exists")
+
+    def lock(self) -> PodLock:
+        for _ in range(5):
+            try:
+                return PodLock(self.path)
+            except FileNotFoundError:
+                self.refresh()
+        raise PodError(f"pod {self.uuid} keeps moving; try again")
+
+    def is_locked(self) -> bool:
+        """True while some process (the monitor, a stage0 verb) holds the pod's lock."""
+        try:
+            lk = PodLock(self.path)
+        except FileNotFoundError:
+            return False
+        try:
+            if lk.acquire(shared=True, blocking=False):
+                return False
+            return True
+        finally:
+            lk.close()
+
+    def move(self, new_state: str) -> None:
+        """Rename into another state directory. The caller holds the pod's lock."""
+        (self.root / new_state).mkdir(parents=True, exist_ok=True)
+        os.rename(self.path, self.root / new_state / self.uuid)
+        self.state = new_state
+
+    # -- files inside the pod ---------------------------------------------------------------
+
+    def manifest(self) -> PodManifest:
+        return PodManifest.from_json(read_json(self.path / "pod.json"))
+
+    def save_manifest(self, m: PodManifest) -> None:
+        atomic_write_json(self.path / "pod.json", m.to_json())
+
+    def app_dir(self, name: str) -> Path:
+        return self.path / "apps" / name
+
+    def app_state(self, name: str) -> AppState:
+        try:
+            return AppState.from_json(read_json(self.app_dir(name) / "state.json"))
+        except FileNotFoundError:
+            return AppState(name=name)
+
+    def save_app_state(self, st: AppState) -> None:
+        self.app_dir(st.name).mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.app_dir(st.name) / "state.json", st.to_json())
+
+    def log_path(self, name: str) -> Path:
+        return self.app_dir(name) / "log"
+
+    def pod_state(self) -> dict:
+        """Pod-wide runtime facts the monitor writes: pid, started/finished times, networks."""
+        try:
+            return read_json(self.path / "state.json")
+        except FileNotFoundError:
+            return {}
+
+    def save_pod_state(self, d: dict) -> None:
+        atomic_write_json(self.path / "state.json", d)
+
+
+class PodStore:
+    def __init__(self, root: Path):
+        self.root = root
+
+    def create(self, manifest: PodManifest) -> tuple[Pod, PodLock]:
+        """A new pod in `embryo`, locked by the caller; the manifest is written inside."""
+        manifest.uuid = manifest.uuid or str(uuidlib.uuid4())
+        (self.root / EMBRYO).mkdir(parents=True, exist_ok=True)
+        pod = Pod(self.root, manifest.uuid, EMBRYO)
+        os.mkdir(pod.path, 0o711)
+        lk = pod.lock()
+        lk.acquire()
+        pod.save_manifest(manifest)
+        return pod, lk
+
+    def all(self, states: tuple[str, ...] = STATES) -> Iterator[Pod]:
+        for st in states:
+            d = self.root / st
+            try:
+                names = os.listdir(d)
+            except FileNotFoundError:
+                continue
+            for name in names:
+                if not name.startswith("."):
+                    yield Pod(self.root, name, st)
+
+    def find(self, prefix: str) -> Pod:
+        """A pod by full UUID or unique prefix."""
+        prefix = prefix.strip()
+        if not prefix:
+            raise NotFoundError("empty pod UUID")
+        matches = {p.uuid: p for p in self.all() if p.uuid.startswith(prefix)}
+        if not matches:
+            raise NotFoundError(f"no pod matches {prefix!r}")
+        if len(matches) > 1:
+            raise AmbiguousError(f"pod UUID prefix {prefix!r} matches {len(matches)} pods")
+        return next(iter(matches.values()))
