@@ -180,7 +180,4 @@ def candidates(s: str) -> list[str]:
         ref = parse(s)
     except ReferenceError_:
         return []
-    out = [ref.normalized()]
-    if ref.is_registry and ref.digest and ref.tag:
-        out.append(f"{ref.name}:{ref.tag}")
-    return out
+    return [ref.normalized()]
