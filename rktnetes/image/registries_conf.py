@@ -133,10 +133,6 @@ def _str(v, what: str, path: Path) -> str:
     return v
 
 
-def _host_part(location: str) -> str:
-    return location.split("/", 1)[0]
-
-
 def parse(text: str, path: Path) -> RegistriesConf:
     try:
         doc = tomllib.loads(text)
