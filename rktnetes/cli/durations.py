@@ -1,0 +1,36 @@
+"""Durations as users type them: `24h`, `30m`, `90s`, `1h30m`, `500ms`, `2d`, or `0`."""
+
+from __future__ import annotations
+
+import re
+
+from rktnetes.errors import UsageError
+
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+
+
+def parse_duration(s: str) -> float:
+    """Seconds in `s`; a bare number is seconds. UsageError with one line if it is no duration."""
+    text = s.strip().lower()
+    if re.fullmatch(r"\d+(?:\.\d+)?", text):
+        return float(text)
+    pos, total = 0, 0.0
+    for m in _PART.finditer(text):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _UNITS[m.group(2)]
+        pos = m.end()
+    if not text or pos != len(text):
+        raise UsageError(f"invalid duration {s!r} (examples: 24h, 30m, 90s, 1h30m, 0)")
+    return total
+
+
+def argparse_duration(s: str) -> float:
+    """For `type=` in argparse: its error message names the flag."""
+    import argparse
+
+    try:
+        return parse_duration(s)
+    except UsageError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None

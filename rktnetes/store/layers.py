@@ -1,0 +1,90 @@
+"""The unpacked-layer cache: `layers/<algo>-<hex>/`, one directory per layer blob digest.
+
+Each directory is a layer in overlay form (whiteouts as 0/0 char devices, opaque directories
+marked with `trusted.overlay.opaque`), so a pod's rootfs is an overlay mount of them. A layer
+is unpacked into `layers/.tmp-*`, its diff_id checked, then renamed into place: a directory
+under its final name is always complete. Two processes racing for one layer both unpack;
+the first rename wins and the loser discards its copy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import tempfile
+from pathlib import Path
+
+from rktnetes.errors import DigestMismatch, ManifestError, StoreError
+from rktnetes.fsutil import rmtree
+from rktnetes.image import mediatypes as mt
+from rktnetes.image.unpack import OVERLAY, unpack_layer
+
+from . import Store
+from . import digest as dg
+from .images import LayerRef
+
+TMP_PREFIX = ".tmp-"
+
+
+def ensure_layer(store: Store, layer: LayerRef) -> Path:
+    """The unpacked directory of `layer`, unpacking its blob first if it is not cached."""
+    final = store.layer_path(layer.digest)
+    if final.is_dir():
+        return final
+    if not store.blobs.has(layer.digest):
+        raise StoreError(f"layer blob {layer.digest} is not in the store")
+    store.layers_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=store.layers_dir))
+    try:
+        os.chmod(tmp, 0o755)  # a layer's "./" entry, if any, overrides this
+        with store.blobs.open(layer.digest) as f:
+            res = unpack_layer(f, tmp, mt.layer_compression(layer.media_type), OVERLAY,
+                               what=f"layer {dg.short(layer.digest)}")
+        if layer.diff_id and res.diff_id != layer.diff_id:
+            raise DigestMismatch(f"layer {layer.digest}: uncompressed digest {res.diff_id} "
+                                 f"differs from the config's diff_id {layer.diff_id}")
+        try:
+            os.rename(tmp, final)
+        except OSError as e:
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST) or not final.is_dir():
+                raise
+            rmtree(tmp)  # another process cached it first; theirs is as good as ours
+    except BaseException:
+        with contextlib.suppress(OSError):
+            rmtree(tmp)
+        raise
+    return final
+
+
+def remove_layer(store: Store, layer_digest: str) -> bool:
+    """Remove a cached layer. It is renamed away first so no half-deleted tree keeps the name."""
+    final = store.layer_path(layer_digest)
+    if not final.exists():
+        return False
+    doomed = Path(tempfile.mkdtemp(prefix=TMP_PREFIX + "rm-", dir=store.layers_dir))
+    try:
+        os.rename(final, doomed / "layer")
+    except FileNotFoundError:
+        rmtree(doomed)
+        return False
+    rmtree(doomed)
+    return True
+
+
+def cached_layers(store: Store) -> list[str]:
+    """Digests of the layers in the cache (temporary directories excluded)."""
+    if not store.layers_dir.is_dir():
+        return []
+    out = []
+    for p in store.layers_dir.iterdir():
+        algo, sep, hexd = p.name.partition("-")
+        if p.name.startswith(".") or not sep:
+            continue
+        digest = f"{algo}:{hexd}"
+        try:
+            dg.parse(digest)
+        except ManifestError:
+            continue
+        out.append(digest)
+    return sorted(out)
