@@ -1,0 +1,99 @@
+"""Named network namespaces: a namespace kept alive by a bind mount of its nsfs file.
+
+Like `ip netns add`, but in our own directory (/run/rktnetes/netns), so no process has to live
+for the namespace to exist and cleanup needs only the path. As `ip netns` does, the directory is
+made a shared mount of itself: a mount namespace created later (a container's) gets the netns
+mounts as peers or slaves, so our umount reaches its copies too and the namespace really dies.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+import subprocess
+from pathlib import Path
+
+from rktnetes.errors import NetworkError
+from rktnetes.fsutil import FileLock
+
+NETNS_DIR = Path("/run/rktnetes/netns")
+_MS_BIND, _MS_SHARED, _MS_REC = 4096, 1 << 20, 1 << 14
+_MNT_DETACH = 2
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_void_p]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+
+
+def netns_path(uuid: str, base: Path = NETNS_DIR) -> Path:
+    return base / uuid
+
+
+def _mount(src: str, target: str, fstype: str | None, flags: int) -> None:
+    if _libc.mount(src.encode(), target.encode(), fstype.encode() if fstype else None,
+                   flags, None) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e), target)
+
+
+def _is_mountpoint(path: Path) -> bool:
+    target = str(path)
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split()[4] == target for line in f)
+
+
+def _prepare_dir(base: Path) -> None:
+    """Make `base` a shared mount of itself, once (under a lock: concurrent first pods race)."""
+    base.mkdir(parents=True, exist_ok=True)
+    if _is_mountpoint(base):
+        return
+    with FileLock(base.parent / ".netns.lock").held():
+        if _is_mountpoint(base):
+            return
+        try:
+            _mount(str(base), str(base), None, _MS_BIND | _MS_REC)
+            _mount("none", str(base), None, _MS_SHARED | _MS_REC)
+        except OSError as e:
+            raise NetworkError(f"cannot prepare {base} for network namespaces: "
+                               f"{e.strerror}") from None
+
+
+def is_netns(path: Path) -> bool:
+    """True when `path` is a live network namespace mount (not a leftover empty file)."""
+    try:
+        return os.path.ismount(path) and os.stat(path).st_dev != os.stat(path.parent).st_dev
+    except OSError:
+        return False
+
+
+def create(path: Path) -> None:
+    """A new, empty network namespace (only `lo`, down) bind-mounted at `path`."""
+    _prepare_dir(path.parent)
+    if is_netns(path):
+        raise NetworkError(f"network namespace {path} already exists")
+    path.touch(0o444)
+    # util-linux unshare does the unshare(CLONE_NEWNET) + bind mount of /proc/PID/ns/net.
+    p = subprocess.run(["unshare", f"--net={path}", "true"], capture_output=True, text=True)
+    if p.returncode != 0:
+        remove(path)
+        raise NetworkError(f"cannot create network namespace {path}: "
+                           f"{' '.join(p.stderr.split()) or p.returncode}")
+
+
+def remove(path: Path) -> None:
+    """Unmount and unlink; harmless when either is already done (for cleanup after crashes)."""
+    while True:
+        if _libc.umount2(str(path).encode(), _MNT_DETACH) != 0:
+            e = ctypes.get_errno()
+            if e in (errno.EINVAL, errno.ENOENT):   # not mounted (any more) / not there
+                break
+            raise NetworkError(f"cannot unmount network namespace {path}: {os.strerror(e)}")
+        # stacked mounts (a crash between two creates): loop until none is left
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        raise NetworkError(f"cannot remove network namespace {path}: {e.strerror}") from None
