@@ -1,0 +1,153 @@
+#!/usr/bin/env python3
+"""Pod start-to-exit latency against its peers, measured in one run, plus monitor memory.
+
+    sudo .venv/bin/python bench/run_bench.py [-n RUNS] [--pods 5]
+
+Measures (medians over N runs): `rkt run --net=none IMAGE true` (the whole CLI: prepare, run,
+monitor, runc, cleanup), bare `runc run` of an equivalent bundle (rootfs extracted, no seccomp
+or cgroup limits of ours), and `podman run --rm --network=none` (cgroupfs manager, private
+storage). Prints the ratios, then the VmRSS of the monitors of `--pods` detached sleeping pods.
+Everything it creates lives in a temporary directory it removes; pods are stopped and removed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+IMAGE = "builtin:busybox"
+# podman raises RLIMIT_NOFILE/NPROC by default, which needs CAP_SYS_RESOURCE (this kind of VM
+# lacks it, even to keep the current values): give it lower limits, which anyone may set
+ULIMITS = ["--ulimit=nofile=1024:1024", "--ulimit=nproc=4096:4096"]
+
+
+def timed(argv: list[str], **kw) -> float:
+    t = time.perf_counter()
+    p = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kw)
+    dt = time.perf_counter() - t
+    if p.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv[:6])}... failed: {p.stderr.decode()[-300:]}")
+    return dt
+
+
+def median_ms(samples: list[float]) -> float:
+    return statistics.median(samples) * 1000
+
+
+class Bench:
+    def __init__(self, tmp: Path, runs: int):
+        self.tmp, self.runs = tmp, runs
+        self.rkt = [sys.executable, "-m", "rktnetes", "--dir", str(tmp / "data"),
+                    "--config-dir", str(tmp / "config")]
+        (tmp / "config").mkdir()
+        self.podman = ["podman", "--root", str(tmp / "podman/root"),
+                       "--runroot", str(tmp / "podman/run"), "--cgroup-manager=cgroupfs",
+                       "--events-backend=file"]
+
+    def sh(self, argv: list[str], **kw) -> str:
+        return subprocess.run(argv, check=True, capture_output=True, text=True, **kw).stdout
+
+    def prepare(self) -> None:
+        # bytecode once, as an installed package has it (the environment may forbid writing it)
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "rktnetes")],
+                       check=True, stdout=subprocess.DEVNULL)
+        self.sh(self.rkt + ["fetch", IMAGE])
+        # bare runc: the same image extracted, runc's default spec running /bin/true
+        bundle = self.tmp / "bundle"
+        bundle.mkdir()
+        self.sh(self.rkt + ["image", "extract", IMAGE, str(bundle)])  # writes bundle/rootfs
+        for extra in ("config", "manifest"):
+            (bundle / extra).unlink(missing_ok=True)
+        self.sh(["runc", "spec", "--bundle", str(bundle)])
+        spec = json.loads((bundle / "config.json").read_text())
+        spec["process"]["terminal"] = False
+        spec["process"]["args"] = ["/bin/true"]
+        (bundle / "config.json").write_text(json.dumps(spec))
+        self.bundle = bundle
+        # podman: the same image through an OCI archive
+        archive = self.tmp / "image.tar"
+        self.sh(self.rkt + ["image", "export", IMAGE, str(archive)])
+        out = self.sh(self.podman + ["load", "-i", str(archive)])
+        self.podman_image = out.strip().splitlines()[-1].split(":", 1)[-1].strip()
+
+    def measure(self) -> dict[str, float]:
+        res: dict[str, list[float]] = {"rkt": [], "runc": [], "podman": []}
+        runc_root = str(self.tmp / "runc")
+        for i in range(self.runs):  # interleaved, so load drifts hit all three alike
+            res["rkt"].append(timed(self.rkt + ["run", "--net=none", IMAGE, "--exec", "/bin/true"]))
+            res["runc"].append(timed(["runc", "--root", runc_root, "run", "--bundle",
+                                      str(self.bundle), f"bench-{i}"]))
+            res["podman"].append(timed(self.podman + ["run", "--rm", "--network=none", *ULIMITS,
+                                                      self.podman_image, "true"]))
+        return {k: median_ms(v) for k, v in res.items()}
+
+    def monitor_rss(self, pods: int) -> list[int]:
+        uuids = []
+        for i in range(pods):
+            f = self.tmp / f"uuid{i}"
+            self.sh(self.rkt + ["run", "--detach", "--net=none", f"--uuid-file-save={f}", IMAGE,
+                                "--exec", "/bin/sleep", "--", "600"])
+            uuids.append(f.read_text().strip())
+        rss = []
+        for u in uuids:
+            st = json.loads((self.tmp / "data/pods/run" / u / "state.json").read_text())
+            with open(f"/proc/{st['monitor_pid']}/status") as f:
+                kb = next(int(x.split()[1]) for x in f if x.startswith("VmRSS:"))
+            rss.append(kb)
+        self.sh(self.rkt + ["stop", "--force", *uuids])
+        for u in uuids:
+            deadline = time.monotonic() + 30
+            while (self.tmp / "data/pods/run" / u).exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        return rss
+
+    def cleanup(self) -> None:
+        subprocess.run(self.rkt + ["gc", "--grace-period=0s"], capture_output=True)
+        subprocess.run(self.podman + ["rm", "-a", "-f"], capture_output=True)
+        subprocess.run(self.podman + ["rmi", "-a", "-f"], capture_output=True)
+        subprocess.run(self.podman + ["system", "reset", "-f"], capture_output=True)
+        for mp in sorted((line.split()[1] for line in open("/proc/self/mounts")
+                          if str(self.tmp) in line.split()[1]), key=len, reverse=True):
+            subprocess.run(["umount", "-l", mp], capture_output=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("-n", "--runs", type=int, default=10)
+    ap.add_argument("--pods", type=int, default=5)
+    a = ap.parse_args()
+    if os.geteuid() != 0:
+        print("run_bench: needs root", file=sys.stderr)
+        return 2
+    tmp = Path(tempfile.mkdtemp(prefix="rkt-bench-", dir="/var/tmp"))
+    b = Bench(tmp, a.runs)
+    try:
+        b.prepare()
+        med = b.measure()
+        print(f"start-to-exit, median of {a.runs} runs (load average {os.getloadavg()[0]:.1f}):")
+        for k, label in (("rkt", "rkt run --net=none IMAGE true"),
+                         ("runc", "runc run (bare bundle)"),
+                         ("podman", "podman run --rm --network=none")):
+            print(f"  {label:34s} {med[k]:8.1f} ms")
+        print(f"  rkt / runc   = {med['rkt'] / med['runc']:.2f}x   (aim < 4)")
+        print(f"  rkt / podman = {med['rkt'] / med['podman']:.2f}x   (aim < 0.5)")
+        rss = b.monitor_rss(a.pods)
+        print(f"monitor VmRSS over {len(rss)} running pods: median {statistics.median(rss)} kB, "
+              f"max {max(rss)} kB")
+    finally:
+        b.cleanup()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

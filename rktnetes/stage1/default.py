@@ -1,0 +1,171 @@
+"""The `default` flavor: each app an OCI bundle run by runc (or crun), sharing the network,
+IPC and UTS namespaces of the pod's infra process (`catatonit -P`), each in its own mount and
+PID namespace and cgroup, its rootfs an overlay over the shared layer cache.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from rktnetes.errors import Stage1Error
+from rktnetes.pod.manifest import App
+
+from . import cgroups, proc
+from . import sys as lsys
+from .base import PodContext, Stage1
+from .ociruntime import OCIRuntime, select_runtime
+
+INFRA = ["catatonit", "-P"]
+SHM_SIZE = "64m"
+
+
+def _runtime(ctx: PodContext) -> OCIRuntime:
+    name = ctx.state.get("oci_runtime") or select_runtime(ctx.paths.config)
+    return OCIRuntime(name, ctx.paths.data / "runc")
+
+
+class DefaultStage1(Stage1):
+    name = "default"
+
+    def setup_pod(self, ctx: PodContext) -> None:
+        from . import podfiles
+
+        ctx.state["oci_runtime"] = select_runtime(ctx.paths.config)
+        podfiles.write_etc(ctx.dir, ctx.manifest, ctx.hostname)
+        podfiles.make_empty_volumes(ctx.dir, ctx.manifest)
+        ctx.journal("cgroup", path=ctx.cgroup())   # the apps' parent; the runtime creates it
+        # one /dev/shm for the whole pod, as the apps share an IPC namespace
+        shm = ctx.dir / "shm"
+        shm.mkdir(exist_ok=True)
+        ctx.journal("mount", path=str(shm))
+        lsys.mount("shm", str(shm), "tmpfs", lsys.MS_NOSUID | lsys.MS_NODEV | lsys.MS_NOEXEC,
+                   f"mode=1777,size={SHM_SIZE}")
+        hostname, netns = ctx.hostname, ctx.netns_path
+
+        def enter_namespaces() -> None:
+            os.setsid()  # out of the terminal's process group: ^C is for the monitor
+            if netns:
+                lsys.setns(netns, lsys.CLONE_NEWNET)
+                lsys.unshare(lsys.CLONE_NEWIPC | lsys.CLONE_NEWUTS)
+            else:
+                lsys.unshare(lsys.CLONE_NEWNET | lsys.CLONE_NEWIPC | lsys.CLONE_NEWUTS)
+                lsys.loopback_up()
+            import socket
+
+            socket.sethostname(hostname)
+
+        def journal(pid: int) -> None:
+            ctx.journal("process", pid=pid, starttime=lsys.starttime(pid), role="infra")
+
+        null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            pid = proc.fork_exec(enter_namespaces, INFRA, {"PATH": os.environ.get("PATH", "")},
+                                 {0: null, 1: null, 2: null}, before_go=journal)
+        except OSError as e:
+            raise Stage1Error(f"cannot start the pod's infra process: {e}") from None
+        finally:
+            os.close(null)
+        ctx.state["infra_pid"] = pid
+        ctx.state["infra_starttime"] = lsys.starttime(pid)
+
+    def _ns_paths(self, ctx: PodContext) -> dict[str, str]:
+        pid = ctx.state.get("infra_pid")
+        if not pid or lsys.starttime(pid) != ctx.state.get("infra_starttime"):
+            raise Stage1Error(f"pod {ctx.manifest.uuid}: its infra process is gone")
+        return {k: f"/proc/{pid}/ns/{n}" for k, n in
+                (("network", "net"), ("ipc", "ipc"), ("uts", "uts"))}
+
+    def start_app(self, ctx: PodContext, app: App, stdout_fd: int, stderr_fd: int,
+                  stdin_fd: int) -> int:
+        try:
+            return self._start(ctx, app, (stdin_fd, stdout_fd, stderr_fd))
+        except BaseException:
+            try:
+                self.cleanup_app(ctx, app)
+            except Exception:  # noqa: BLE001 - the start error is the one to report
+                pass
+            raise
+
+    def _start(self, ctx: PodContext, app: App, stdio: tuple[int, int, int]) -> int:
+        from rktnetes.store import Store
+
+        from . import ocispec, podfiles, rootfs, users
+
+        store = Store(ctx.paths.store)
+        try:
+            rec, image = rootfs.image_of(store, app.image_id)
+        except Exception as e:  # noqa: BLE001 - NotFound, a broken record, ...
+            raise Stage1Error(f"app {app.name}: {e}") from None
+        app_dir = ctx.app_dir(app.name)
+        bundle = app_dir / "bundle"
+        bundle.mkdir(parents=True, exist_ok=True)
+        ov = rootfs.plan(store, rec, app_dir)
+        ctx.journal("mount", app.name, path=ov.target)
+        rootfs.mount(ov, store, rec)
+        ident = users.resolve_in(Path(ov.target), app.user, app.group, app.supplementary_gids)
+        binds = podfiles.etc_binds(ctx.dir)
+        binds.append(ocispec.BindMount("/dev/shm", str(ctx.dir / "shm")))
+        binds += podfiles.volume_binds(ctx.dir, ctx.manifest, app)
+        inputs = ocispec.SpecInputs(rootfs=ov.target, identity=ident, hostname=ctx.hostname,
+                                    namespace_paths=self._ns_paths(ctx), binds=binds,
+                                    cgroups_path=ctx.cgroup(app))
+        spec = ocispec.build_spec(app, image, inputs)
+        from rktnetes.fsutil import atomic_write_bytes
+
+        atomic_write_bytes(bundle / "config.json", json.dumps(spec, indent=1).encode())
+        rt = _runtime(ctx)
+        ctx.journal("cgroup", app.name, path=ctx.cgroup(app))
+        ctx.journal("runc", app.name, id=ctx.cid(app), root=str(rt.root), runtime=rt.binary)
+        rt.delete(ctx.cid(app))  # a leftover of a crashed earlier run of this app
+        log_file = app_dir / "runtime.log"
+        if app.interactive:
+            return rt.spawn_foreground(ctx.cid(app), bundle, log_file, stdio)
+        return rt.run_detached(ctx.cid(app), bundle, app_dir / "pid", log_file, stdio)
+
+    def signal_app(self, ctx: PodContext, app: App, sig: int) -> None:
+        if app.interactive:  # runc runs in the foreground and forwards what it gets
+            pid = ctx.pod.app_state(app.name).pid
+            if pid:
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+            return
+        _runtime(ctx).kill(ctx.cid(app), sig)
+
+    def app_exited(self, ctx: PodContext, app: App) -> bool:
+        return cgroups.oom_kills(ctx.cgroup(app)) > 0
+
+    def cleanup_app(self, ctx: PodContext, app: App) -> None:
+        _runtime(ctx).delete(ctx.cid(app))
+        for mp in lsys.mounts_under(str(ctx.app_dir(app.name) / "rootfs")):
+            lsys.umount(mp)
+        cgroups.remove(ctx.cgroup(app))
+
+    def teardown_pod(self, ctx: PodContext) -> None:
+        from rktnetes.pod.cleanup import kill_process
+
+        pid = ctx.state.get("infra_pid")
+        if pid:
+            kill_process(pid, ctx.state.get("infra_starttime", 0))
+        for mp in lsys.mounts_under(str(ctx.dir / "shm")):
+            lsys.umount(mp)
+        cgroups.remove(ctx.cgroup())
+
+    def exec_in_app(self, ctx: PodContext, app: App, argv: list[str], tty: bool,
+                    interactive: bool) -> int:
+        rt = _runtime(ctx)
+        if not rt.exists(ctx.cid(app)):
+            raise Stage1Error(f"app {app.name} is not running")
+        if interactive or tty:
+            return rt.exec(ctx.cid(app), argv, tty, [])
+        null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            return rt.exec(ctx.cid(app), argv, tty, [], stdin=null)
+        finally:
+            os.close(null)
+
+
+STAGE1 = DefaultStage1()

@@ -1,0 +1,134 @@
+"""The one place an OCI runtime (runc or crun) is invoked.
+
+Runtime choice: `RKTNETES_OCI_RUNTIME` in the environment, else `runtime = "..."` in
+`<config-dir>/stage1.toml`, else auto: crun only where the host is cgroup v2 unified-only
+(crun refuses v1/hybrid layouts) and crun is installed; runc otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from rktnetes.errors import Stage1Error
+
+from . import proc
+
+RUNTIMES = ("runc", "crun")
+
+
+def cgroup_v2_unified() -> bool:
+    return os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+
+
+def select_runtime(config_dir: Path | None) -> str:
+    want = os.environ.get("RKTNETES_OCI_RUNTIME", "")
+    if not want and config_dir is not None:
+        try:
+            import tomllib
+
+            with open(config_dir / "stage1.toml", "rb") as f:
+                want = str(tomllib.load(f).get("runtime", ""))
+        except FileNotFoundError:
+            pass
+        except ValueError as e:
+            raise Stage1Error(f"{config_dir / 'stage1.toml'}: {e}") from None
+    want = want or "auto"
+    if want == "auto":
+        return "crun" if cgroup_v2_unified() and shutil.which("crun") else "runc"
+    if want not in RUNTIMES:
+        raise Stage1Error(f"unknown OCI runtime {want!r} (use runc, crun or auto)")
+    if want == "crun" and not cgroup_v2_unified():
+        return "runc"  # crun refuses hybrid/v1 cgroup layouts; runc handles them
+    if not shutil.which(want):
+        raise Stage1Error(f"OCI runtime {want} is not installed")
+    return want
+
+
+class OCIRuntime:
+    def __init__(self, binary: str, root: Path):
+        self.binary = binary
+        self.root = root
+
+    def _argv(self, *args: str) -> list[str]:
+        return [self.binary, "--root", str(self.root), *args]
+
+    def exists(self, cid: str) -> bool:
+        return (self.root / cid).is_dir()
+
+    def run_detached(self, cid: str, bundle: Path, pid_file: Path, log_file: Path,
+                     stdio: tuple[int, int, int]) -> int:
+        """Create and start the container; its stdio are `stdio`. Returns its init's pid."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        argv = self._argv("--log", str(log_file), "--log-format", "json", "run", "--detach",
+                          "--pid-file", str(pid_file), "--bundle", str(bundle), cid)
+        # its own session: a ^C at the terminal of `rkt run` is for the monitor, not the app
+        pid = proc.spawn(argv, {0: stdio[0], 1: stdio[1], 2: stdio[2]}, setsid=True)
+        _, status = os.waitpid(pid, 0)
+        if proc.exit_code(status) != 0:
+            raise Stage1Error(f"{self.binary} run: {_last_error(log_file)}")
+        return int(pid_file.read_text().strip())
+
+    def spawn_foreground(self, cid: str, bundle: Path, log_file: Path,
+                         stdio: tuple[int, int, int]) -> int:
+        """`runc run` in the foreground (for interactive apps: it handles the terminal and
+        forwards signals). Returns the runtime's pid; its exit status is the app's."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        argv = self._argv("--log", str(log_file), "--log-format", "json", "run",
+                          "--bundle", str(bundle), cid)
+        return proc.spawn(argv, {0: stdio[0], 1: stdio[1], 2: stdio[2]})
+
+    def kill(self, cid: str, sig: int | str, all_procs: bool = False) -> None:
+        args = ["kill", *(["--all"] if all_procs else []), cid, str(sig)]
+        res = proc.run(self._argv(*args))
+        if res.returncode != 0 and not _gone(res.err_line):
+            raise Stage1Error(f"{self.binary} kill {cid}: {res.err_line}")
+
+    def delete(self, cid: str) -> None:
+        """Forcibly delete (kills what is left); a container already gone is fine."""
+        if not self.exists(cid):
+            return
+        res = proc.run(self._argv("delete", "--force", cid))
+        if res.returncode != 0 and not _gone(res.err_line) and self.exists(cid):
+            raise Stage1Error(f"{self.binary} delete {cid}: {res.err_line}")
+
+    def state(self, cid: str) -> dict:
+        res = proc.run(self._argv("state", cid))
+        if res.returncode != 0:
+            return {}
+        return json.loads(res.stdout)
+
+    def exec(self, cid: str, argv: list[str], tty: bool, env: list[str], cwd: str = "",
+             user: str = "", stdin: int | None = None) -> int:
+        """Run a command in the container with our stdio; returns its exit code."""
+        args = ["exec", *(["--tty"] if tty else []), *(f"--env={e}" for e in env)]
+        if cwd:
+            args.append(f"--cwd={cwd}")
+        if user:
+            args.append(f"--user={user}")
+        pid = proc.spawn(self._argv(*args, cid, *argv), {0: stdin} if stdin is not None else None)
+        _, status = os.waitpid(pid, 0)
+        return proc.exit_code(status)
+
+
+def _gone(msg: str) -> bool:
+    m = msg.lower()
+    return "does not exist" in m or "not exist" in m or "not found" in m or "not running" in m
+
+
+def _last_error(log_file: Path) -> str:
+    """The runtime's last error message from its JSON log."""
+    msg = ""
+    try:
+        for line in log_file.read_text(errors="replace").splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if entry.get("level") in ("error", "fatal"):
+                msg = str(entry.get("msg", ""))
+    except FileNotFoundError:
+        pass
+    return (msg or "failed (no error message)").splitlines()[0]

@@ -1,0 +1,174 @@
+"""An app's OCI runtime spec (config.json), as a pure function of the app, its image and the pod.
+
+Defaults follow containerd's: its capability set, no_new_privs, masked and read-only /proc and
+/sys paths, the default seccomp profile, /dev with the runtime's standard devices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rktnetes.errors import Stage1Error
+from rktnetes.image.manifest import ImageConfig
+from rktnetes.pod.manifest import App
+
+from . import seccomp
+from .users import Identity
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+DEFAULT_CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
+                "CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
+                "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE"]
+
+ALL_CAPS = DEFAULT_CAPS + [
+    "CAP_DAC_READ_SEARCH", "CAP_LINUX_IMMUTABLE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN",
+    "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_LEASE", "CAP_AUDIT_CONTROL", "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
+    "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE"]
+
+MASKED_PATHS = ["/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+                "/sys/firmware", "/sys/devices/virtual/powercap"]
+READONLY_PATHS = ["/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
+                  "/proc/sysrq-trigger"]
+
+CPU_PERIOD = 100_000
+
+
+@dataclass(frozen=True)
+class BindMount:
+    target: str
+    source: str
+    readonly: bool = False
+
+
+@dataclass(frozen=True)
+class SpecInputs:
+    """What the stage1 worked out on the host for one app."""
+
+    rootfs: str
+    identity: Identity
+    hostname: str
+    namespace_paths: dict[str, str] = field(default_factory=dict)  # "network" -> /proc/N/ns/net
+    binds: list[BindMount] = field(default_factory=list)           # /etc files, volumes, /dev/shm
+    cgroups_path: str = ""
+    arch: str = "amd64"
+
+
+def normalize_cap(name: str) -> str:
+    n = name.strip().upper()
+    n = n if n.startswith("CAP_") else "CAP_" + n
+    if n not in ALL_CAPS:
+        raise Stage1Error(f"unknown capability {name!r}")
+    return n
+
+
+def capabilities(app: App) -> list[str]:
+    if app.privileged:
+        return list(ALL_CAPS)
+    caps = [normalize_cap(c) for c in app.caps_retain] if app.caps_retain else list(DEFAULT_CAPS)
+    drop = {normalize_cap(c) for c in app.caps_remove}
+    return [c for c in caps if c not in drop]
+
+
+def process_args(app: App, image: ImageConfig) -> list[str]:
+    args = list(app.exec) or [*image.entrypoint, *image.cmd]
+    if not args:
+        raise Stage1Error(f"app {app.name}: no command to run (the image has none; use --exec)")
+    return args
+
+
+def process_env(app: App, image: ImageConfig, identity: Identity, hostname: str) -> list[str]:
+    """Image env, then the app's; PATH, HOSTNAME and HOME filled in when missing."""
+    env: dict[str, str] = {}
+    for kv in image.env:
+        k, _, v = kv.partition("=")
+        env[k] = v
+    env.update(app.env)
+    env.setdefault("PATH", DEFAULT_PATH)
+    env["HOSTNAME"] = hostname
+    env.setdefault("HOME", identity.home or "/")
+    if app.tty:
+        env.setdefault("TERM", "xterm")
+    return [f"{k}={v}" for k, v in env.items()]
+
+
+def resources(app: App) -> dict:
+    res: dict = {"devices": [{"allow": False, "access": "rwm"}]}  # the runtime adds its defaults
+    if app.memory_limit:
+        res["memory"] = {"limit": app.memory_limit}
+    if app.cpu_millis:
+        res["cpu"] = {"quota": app.cpu_millis * CPU_PERIOD // 1000, "period": CPU_PERIOD,
+                      "shares": max(2, app.cpu_millis * 1024 // 1000)}
+    return res
+
+
+def mounts(binds: list[BindMount]) -> list[dict]:
+    out = [
+        {"destination": "/proc", "type": "proc", "source": "proc",
+         "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+         "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+        {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+         "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+         "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+         "options": ["nosuid", "noexec", "nodev", "ro"]},
+        {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+         "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
+    ]
+    if not any(b.target == "/dev/shm" for b in binds):
+        out.append({"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+                    "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]})
+    for b in binds:
+        opts = ["rbind", "rprivate"] + (["ro"] if b.readonly else [])
+        out.append({"destination": b.target, "type": "bind", "source": b.source, "options": opts})
+    return out
+
+
+def build_spec(app: App, image: ImageConfig, inp: SpecInputs) -> dict:
+    """The whole config.json as a dict. Pure: no file or system access."""
+    caps = capabilities(app)
+    ident = inp.identity
+    ns = [{"type": "pid"}, {"type": "mount"}]
+    for kind in ("network", "ipc", "uts"):
+        entry = {"type": kind}
+        if kind in inp.namespace_paths:
+            entry["path"] = inp.namespace_paths[kind]
+        ns.append(entry)
+    linux: dict = {
+        "namespaces": ns,
+        "resources": resources(app),
+    }
+    if inp.cgroups_path:
+        linux["cgroupsPath"] = inp.cgroups_path
+    if not app.privileged:
+        linux["maskedPaths"] = list(MASKED_PATHS)
+        linux["readonlyPaths"] = list(READONLY_PATHS)
+        linux["seccomp"] = seccomp.default_profile(caps, inp.arch)
+    spec = {
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": bool(app.tty),
+            "user": {"uid": ident.uid, "gid": ident.gid,
+                     **({"additionalGids": list(ident.additional_gids)}
+                        if ident.additional_gids else {})},
+            "args": process_args(app, image),
+            "env": process_env(app, image, ident, inp.hostname),
+            "cwd": app.working_dir or image.working_dir or "/",
+            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+            "noNewPrivileges": bool(app.no_new_privileges) and not app.privileged,
+        },
+        "root": {"path": inp.rootfs, "readonly": bool(app.readonly_rootfs)},
+        "mounts": mounts(inp.binds),
+        "linux": linux,
+    }
+    if "uts" not in inp.namespace_paths:
+        spec["hostname"] = inp.hostname  # only a private UTS namespace may be given a name
+    if app.privileged:
+        linux["resources"]["devices"] = [{"allow": True, "access": "rwm"}]
+    return spec

@@ -1,0 +1,69 @@
+"""The stage1 calls the monitor makes, each run in a short-lived forked child of the monitor.
+
+This module (and the typed pod, store, image and OCI-spec modules it pulls in) is only ever
+imported in those children, so the long-lived monitor stays a small process. Arguments and
+results are plain JSON values; errors are RktError with a one-line message.
+"""
+
+from __future__ import annotations
+
+from rktnetes.config import Paths
+from rktnetes.errors import NotFoundError
+from rktnetes.pod.store import RUN, Pod
+from rktnetes.stage1 import get_stage1
+from rktnetes.stage1.base import PodContext
+
+
+def _ctx(data: str, config: str, uuid: str, state: dict):
+    paths = Paths.resolve(data, config)
+    pod = Pod(paths.pods, uuid, RUN)
+    ctx = PodContext(paths, pod, pod.manifest(), state, pod.pod_state().get("netns_path", ""))
+    return ctx, get_stage1(ctx.manifest.stage1)
+
+
+def _app(ctx: PodContext, name: str):
+    app = ctx.manifest.app(name)
+    if app is None:
+        raise NotFoundError(f"app {name!r} is not in pod {ctx.manifest.uuid}")
+    return app
+
+
+def setup(data: str, config: str, uuid: str, state: dict) -> dict:
+    ctx, s1 = _ctx(data, config, uuid, state)
+    s1.setup_pod(ctx)
+    return ctx.state
+
+
+def start(data: str, config: str, uuid: str, state: dict, name: str,
+          stdout_fd: int, stderr_fd: int, stdin_fd: int) -> int:
+    ctx, s1 = _ctx(data, config, uuid, state)
+    return s1.start_app(ctx, _app(ctx, name), stdout_fd, stderr_fd, stdin_fd)
+
+
+def signal(data: str, config: str, uuid: str, state: dict, name: str, sig: int) -> None:
+    ctx, s1 = _ctx(data, config, uuid, state)
+    s1.signal_app(ctx, _app(ctx, name), sig)
+
+
+def exited(data: str, config: str, uuid: str, state: dict, name: str) -> bool:
+    """After the app's process was reaped: was it OOM-killed? Then undo its per-run resources."""
+    ctx, s1 = _ctx(data, config, uuid, state)
+    app = _app(ctx, name)
+    try:
+        oom = s1.app_exited(ctx, app)
+    except OSError:
+        oom = False
+    s1.cleanup_app(ctx, app)
+    return oom
+
+
+def teardown(data: str, config: str, uuid: str, state: dict) -> list[str]:
+    """Undo the pod: the flavor's teardown, then whatever the journal still lists."""
+    from rktnetes.pod.cleanup import cleanup_from_journal
+
+    ctx, s1 = _ctx(data, config, uuid, state)
+    try:
+        s1.teardown_pod(ctx)
+    except Exception:  # noqa: BLE001 - the journal pass below retries all of it and reports
+        pass
+    return cleanup_from_journal(ctx.paths, ctx.pod)

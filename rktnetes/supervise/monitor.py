@@ -1,0 +1,564 @@
+"""The per-pod monitor: starts a pod's apps through its stage1, reaps them, writes their logs.
+
+    python -S -m rktnetes.supervise.monitor --data-dir D --config-dir C --uuid UUID \
+        --lock-fd N [--foreground]
+
+Spawned by stage0 (see `control.monitor_argv`) once the pod is in `run`, with the pod's locked
+directory fd inherited: the monitor holds the pod's lock for its whole life. It is the child
+subreaper of everything it starts, so containers' inits (orphaned by `runc run --detach`)
+become its children and their exit status comes to it.
+
+Stop protocol: write `stop-request.json` ({"timeout": seconds, "force": bool}) in the pod dir,
+then SIGTERM the monitor. Mutable pods: after changing pod.json (under the lock), create
+`apps/<name>/start-request` or `apps/<name>/stop-request` ({"timeout": s}) and SIGHUP it.
+
+Lean on purpose (hundreds run on a node): stage1 work that needs heavy imports (bundles, specs,
+rootfs) runs in a short-lived forked child, so those modules never load in the monitor itself.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import select
+import signal
+import sys
+import time
+
+from rktnetes.logs.cri import FULL, LineWriter, format_line
+from rktnetes.stage1 import sys as lsys
+from rktnetes.stage1.proc import exit_code
+
+DEFAULT_STOP_TIMEOUT = 10.0
+START_ERROR_CODE = 128          # what Kubernetes reports for a container that never started
+BACKOFF_FIRST, BACKOFF_MAX = 0.1, 10.0
+STOP_REQUEST = "stop-request.json"
+
+# rktnetes.pod.state's names and AppState fields: the monitor writes the same JSON documents
+# without importing the dataclass modules (see the module docstring).
+CREATED, RUNNING, EXITED = "created", "running", "exited"
+COMPLETED, ERROR, OOM_KILLED, START_ERROR = "Completed", "Error", "OOMKilled", "StartError"
+APP_STATE = {"name": "", "state": CREATED, "pid": 0, "exit_code": None, "signal": 0, "reason": "",
+             "message": "", "created_at": 0.0, "started_at": 0.0, "finished_at": 0.0,
+             "restarts": 0}
+
+
+class ActionError(Exception):
+    """A stage1 call failed; the message is one line for the user."""
+
+
+def _signum(name: str) -> int:
+    name = (name or "SIGTERM").upper()
+    if name.isdigit():
+        return int(name)
+    try:
+        return int(getattr(signal, name if name.startswith("SIG") else "SIG" + name))
+    except AttributeError:
+        return signal.SIGTERM
+
+
+def _read_json(path: str) -> dict:
+    with open(path, "rb") as f:
+        return json.load(f)
+
+
+def _write_json(path: str, obj) -> None:
+    """Atomic (temporary file, fsync, rename), as rktnetes.fsutil.atomic_write_json."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        data = (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
+        while data:
+            data = data[os.write(fd, data):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+
+
+class AppRun:
+    """The monitor's view of one app: its pod.json entry and its state.json document."""
+
+    def __init__(self, app: dict, st: dict, log_fd: int):
+        self.app = app
+        self.st = st
+        self.log_fd = log_fd
+        self.pid = 0
+        self.restart_at = 0.0       # >0: a restart is due then (monotonic)
+        self.kill_at = 0.0          # >0: SIGKILL then (end of the stop grace period)
+        self.no_restart = False     # stopped on request: stays down
+
+    @property
+    def name(self) -> str:
+        return self.app["name"]
+
+    @property
+    def running(self) -> bool:
+        return self.pid > 0
+
+
+class Monitor:
+    def __init__(self, data_dir: str, config_dir: str, uuid: str, lock_fd: int,
+                 foreground: bool):
+        self.data_dir, self.config_dir, self.uuid = data_dir, config_dir, uuid
+        self.pods = os.path.join(data_dir, "pods")
+        self.dir = os.path.join(self.pods, "run", uuid)
+        self.lock_fd = lock_fd
+        self.foreground = foreground
+        self.manifest = _read_json(os.path.join(self.dir, "pod.json"))
+        self.runs: dict[str, AppRun] = {}
+        self.streams: dict[int, tuple] = {}  # read fd -> (LineWriter, echo fd or -1)
+        self.poll = select.poll()
+        self.stopping = False
+        self.stage1_state: dict = {}
+        try:  # keep what stage0 wrote before us (e.g. `netns_path` from the networking code)
+            self.pod_state: dict = _read_json(os.path.join(self.dir, "state.json"))
+        except (OSError, ValueError):
+            self.pod_state = {}
+        self.wake_r = -1
+
+    # -- files ---------------------------------------------------------------------------------
+
+    def app_dir(self, name: str) -> str:
+        return os.path.join(self.dir, "apps", name)
+
+    def save_app_state(self, run: AppRun) -> None:
+        os.makedirs(self.app_dir(run.name), exist_ok=True)
+        _write_json(os.path.join(self.app_dir(run.name), "state.json"), run.st)
+
+    def save_pod_state(self, **kw) -> None:
+        self.pod_state.update(kw)
+        self.pod_state["stage1_state"] = self.stage1_state
+        _write_json(os.path.join(self.dir, "state.json"), self.pod_state)
+
+    # -- stage1 calls, each in a forked child ----------------------------------------------------
+
+    def action(self, name: str, *args):
+        """Run rktnetes.supervise.actions.<name>(...) in a forked child and return its JSON
+        result: the heavy modules it needs never load into the monitor. Raises ActionError."""
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                os.close(r)
+                try:
+                    from rktnetes.errors import RktError
+                    from rktnetes.supervise import actions
+
+                    try:
+                        res = {"ok": getattr(actions, name)(
+                            self.data_dir, self.config_dir, self.uuid, self.stage1_state, *args)}
+                    except RktError as e:
+                        res = {"error": str(e)}
+                except BaseException as e:  # noqa: BLE001 - reported, never raised past fork
+                    res = {"error": f"{e.__class__.__name__}: {e}"}
+                data = json.dumps(res).encode()
+                while data:
+                    data = data[os.write(w, data):]
+            except BaseException:  # noqa: BLE001
+                code = 1
+            finally:
+                os._exit(code)
+        os.close(w)
+        chunks = []
+        while True:
+            c = os.read(r, 65536)
+            if not c:
+                break
+            chunks.append(c)
+        os.close(r)
+        os.waitpid(pid, 0)
+        try:
+            res = json.loads(b"".join(chunks) or b"{}")
+        except ValueError:
+            res = {}
+        if "ok" not in res:
+            raise ActionError(res.get("error") or f"stage1 {name} helper died")
+        return res["ok"]
+
+    # -- apps ----------------------------------------------------------------------------------
+
+    def add_app(self, app: dict) -> AppRun:
+        try:
+            st = {**APP_STATE, **_read_json(os.path.join(self.app_dir(app["name"]), "state.json"))}
+        except (OSError, ValueError):
+            st = {**APP_STATE, "name": app["name"]}
+        log_fd = -1
+        if not app.get("interactive"):
+            os.makedirs(self.app_dir(app["name"]), exist_ok=True)
+            log_fd = os.open(os.path.join(self.app_dir(app["name"]), "log"),
+                             os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        run = AppRun(app, st, log_fd)
+        if not st["created_at"]:
+            st["created_at"] = time.time()
+            self.save_app_state(run)
+        self.runs[app["name"]] = run
+        return run
+
+    def start(self, run: AppRun) -> bool:
+        interactive = bool(run.app.get("interactive"))
+        pipes = []
+        if interactive:
+            stdio = (0, 1, 2)
+        else:
+            null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+            out_r, out_w = os.pipe()
+            err_r, err_w = os.pipe()
+            pipes = [(out_r, "stdout", 1), (err_r, "stderr", 2)]
+            stdio = (null, out_w, err_w)
+        try:
+            pid = self.action("start", run.name, stdio[1], stdio[2], stdio[0])
+            err = ""
+        except ActionError as e:
+            pid, err = 0, str(e)
+        finally:
+            if not interactive:
+                for fd in stdio:
+                    os.close(fd)
+        for fd, stream, echo in pipes:
+            os.set_blocking(fd, False)
+            self.streams[fd] = (LineWriter(run.log_fd, stream), echo if self.foreground else -1)
+            self.poll.register(fd, select.POLLIN)
+        st = run.st
+        if not pid:
+            st.update(state=EXITED, pid=0, exit_code=START_ERROR_CODE, reason=START_ERROR,
+                      message=err, finished_at=time.time())
+            self.save_app_state(run)
+            if run.log_fd >= 0:
+                os.write(run.log_fd, format_line(time.time_ns(), "stderr", FULL,
+                                                 f"rkt: {err}".encode()))
+            if self.foreground:
+                _echo(2, f"rkt: app {run.name}: {err}\n".encode())
+            return False
+        run.pid = pid
+        st.update(state=RUNNING, pid=pid, exit_code=None, signal=0, reason="", message="",
+                  started_at=time.time(), finished_at=0.0)
+        self.save_app_state(run)
+        return True
+
+    def on_exit(self, run: AppRun, status: int) -> None:
+        run.pid = 0
+        run.kill_at = 0.0
+        self.drain()
+        try:
+            oom = bool(self.action("exited", run.name))
+        except ActionError as e:  # the journal cleanup at the end retries
+            oom = False
+            _echo(2, f"rkt: cleanup of app {run.name}: {e}\n".encode())
+        st = run.st
+        code = exit_code(status)
+        st.update(state=EXITED, finished_at=time.time(), exit_code=code,
+                  signal=os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0,
+                  reason=OOM_KILLED if oom else (COMPLETED if code == 0 else ERROR))
+        policy = run.app.get("restart") or self.manifest.get("restart") or "never"
+        again = not (self.stopping or run.no_restart) and (
+            policy == "always" or (policy == "on-failure" and code != 0))
+        if again:
+            run.restart_at = time.monotonic() + min(BACKOFF_MAX,
+                                                    BACKOFF_FIRST * 2 ** st["restarts"])
+        self.save_app_state(run)
+
+    # -- output --------------------------------------------------------------------------------
+
+    def drain(self) -> None:
+        """Read what the pipes hold now (an app is gone; its output may not be)."""
+        for fd in list(self.streams):
+            if fd in self.streams:
+                self.read_stream(fd)
+
+    def read_stream(self, fd: int) -> None:
+        writer, echo = self.streams[fd]
+        while True:
+            try:
+                data = os.read(fd, 65536)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self.close_stream(fd)
+                return
+            writer.feed(data)
+            if echo >= 0 and not _echo(echo, data):
+                self.streams[fd] = (writer, -1)
+                echo = -1
+
+    def close_stream(self, fd: int) -> None:
+        writer, _ = self.streams.pop(fd)
+        writer.close()
+        self.poll.unregister(fd)
+        os.close(fd)
+
+    # -- stopping ------------------------------------------------------------------------------
+
+    def signal(self, run: AppRun, sig: int) -> None:
+        if not run.running:
+            return
+        try:
+            self.action("signal", run.name, sig)
+        except ActionError:
+            try:  # the runtime could not; the process is ours to signal anyway
+                os.kill(run.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def stop_app(self, run: AppRun, timeout: float, force: bool) -> None:
+        run.no_restart = True
+        run.restart_at = 0.0
+        if not run.running:
+            return
+        if force or timeout <= 0:
+            self.signal(run, signal.SIGKILL)
+        else:
+            self.signal(run, _signum(run.app.get("stop_signal", "")))
+            run.kill_at = time.monotonic() + timeout
+
+    def begin_stop(self, default_force: bool = False) -> None:
+        try:
+            req = _read_json(os.path.join(self.dir, STOP_REQUEST))
+        except (OSError, ValueError):
+            req = {}
+        force = bool(req.get("force", default_force))
+        timeout = float(req.get("timeout", DEFAULT_STOP_TIMEOUT))
+        self.stopping = True
+        for run in self.runs.values():
+            if run.running and run.kill_at and not force:
+                run.no_restart = True
+                continue  # already stopping: a second request keeps the first grace period
+            self.stop_app(run, timeout, force)
+
+    def reconcile(self) -> None:
+        """SIGHUP: pod.json changed (apps added or removed) or per-app requests appeared."""
+        try:
+            self.manifest = _read_json(os.path.join(self.dir, "pod.json"))
+        except (OSError, ValueError) as e:
+            _echo(2, f"rkt: cannot re-read the pod manifest: {e}\n".encode())
+            return
+        names = set()
+        for app in self.manifest.get("apps", []):
+            names.add(app["name"])
+            run = self.runs.get(app["name"]) or self.add_app(app)
+            run.app = app
+            stop_req = os.path.join(self.app_dir(run.name), "stop-request")
+            if os.path.exists(stop_req):
+                try:
+                    timeout = float((_read_json(stop_req) or {}).get("timeout")
+                                    or DEFAULT_STOP_TIMEOUT)
+                except (OSError, ValueError, AttributeError, TypeError):
+                    timeout = DEFAULT_STOP_TIMEOUT
+                self.stop_app(run, timeout, False)
+                _unlink(stop_req)
+            start_req = os.path.join(self.app_dir(run.name), "start-request")
+            if os.path.exists(start_req):
+                _unlink(start_req)
+                if not run.running and not self.stopping and run.st["state"] == CREATED:
+                    run.no_restart = False
+                    self.start(run)
+        for name in [n for n, r in self.runs.items() if n not in names and not r.running]:
+            run = self.runs.pop(name)
+            if run.log_fd >= 0:
+                os.close(run.log_fd)
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def done(self) -> bool:
+        if any(r.running or r.restart_at for r in self.runs.values()):
+            return False
+        return self.stopping or not self.manifest.get("sandbox")
+
+    def reap(self) -> None:
+        by_pid = {r.pid: r for r in self.runs.values() if r.running}
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            run = by_pid.pop(pid, None)
+            if run is not None:
+                self.on_exit(run, status)
+
+    def loop(self) -> None:
+        while not self.done():
+            now = time.monotonic()
+            due = [t for r in self.runs.values() for t in (r.restart_at, r.kill_at) if t > 0]
+            timeout = max(0, int((min(due) - now) * 1000) + 1) if due else None
+            for fd, _ in self.poll.poll(timeout):
+                if fd == self.wake_r:
+                    self.on_signals()
+                elif fd in self.streams:
+                    self.read_stream(fd)
+            now = time.monotonic()
+            for run in list(self.runs.values()):
+                if run.kill_at and now >= run.kill_at and run.running:
+                    run.kill_at = 0.0
+                    self.signal(run, signal.SIGKILL)
+                if run.restart_at and now >= run.restart_at:
+                    run.restart_at = 0.0
+                    if not self.stopping and not run.no_restart:
+                        run.st["restarts"] += 1
+                        self.start(run)
+
+    def on_signals(self) -> None:
+        sigs = set()
+        while True:
+            try:
+                data = os.read(self.wake_r, 512)
+            except BlockingIOError:
+                break
+            if not data:
+                break
+            sigs.update(data)
+        self.reap()  # SIGCHLD, or a SIGCHLD byte lost to a full pipe: reaping is cheap
+        if signal.SIGTERM in sigs:
+            self.begin_stop()
+        if signal.SIGINT in sigs:  # ^C at a foreground `rkt run`: stop; twice: kill
+            self.begin_stop(default_force=self.stopping)
+        if signal.SIGHUP in sigs:
+            self.reconcile()
+
+    def setup_signals(self) -> None:
+        r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.wake_r = r
+        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, _noop)
+            signal.siginterrupt(sig, False)
+        signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+        self.poll.register(r, select.POLLIN)
+
+    def run(self) -> int:
+        lsys.set_child_subreaper()
+        self.setup_signals()
+        self.save_pod_state(monitor_pid=os.getpid(), monitor_starttime=lsys.starttime(os.getpid()),
+                            started_at=time.time(), stage1=self.manifest.get("stage1", "default"),
+                            ready=False)
+        try:
+            self.start_pod()
+            self.loop()
+        finally:
+            self.finish()
+        return self.exit_code()
+
+    def start_pod(self) -> None:
+        setup_error = ""
+        try:
+            self.stage1_state.update(self.action("setup"))
+        except ActionError as e:
+            setup_error = str(e)
+        self.save_pod_state(infra_pid=self.stage1_state.get("infra_pid", 0))
+        for app in self.manifest.get("apps", []):
+            run = self.add_app(app)
+            if setup_error:
+                run.st.update(state=EXITED, reason=START_ERROR, message=setup_error,
+                              exit_code=START_ERROR_CODE, finished_at=time.time())
+                self.save_app_state(run)
+                continue
+            if run.st["state"] == EXITED or self.stopping:
+                continue  # a mutable pod's app that already ran
+            start_req = os.path.join(self.app_dir(run.name), "start-request")
+            if self.manifest.get("sandbox") and not os.path.exists(start_req):
+                continue
+            _unlink(start_req)
+            if not self.start(run):  # one app failed to start: end the pod cleanly
+                self.begin_stop()
+        if setup_error:
+            self.stopping = True
+            if self.foreground:
+                _echo(2, f"rkt: {setup_error}\n".encode())
+        self.save_pod_state(ready=not setup_error)
+
+    def exit_code(self) -> int:
+        failed = sorted((r.st["finished_at"], r.st["exit_code"]) for r in self.runs.values()
+                        if r.st["exit_code"])
+        return failed[0][1] if failed else 0
+
+    def finish(self) -> None:
+        """Kill what is left, undo everything, move the pod to exited-garbage."""
+        for run in self.runs.values():
+            if run.running:
+                self.signal(run, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while any(r.running for r in self.runs.values()) and time.monotonic() < deadline:
+            self.reap()
+            time.sleep(0.01)
+        self.drain()
+        for fd in list(self.streams):
+            self.close_stream(fd)
+        for run in self.runs.values():
+            if run.log_fd >= 0:
+                os.close(run.log_fd)
+                run.log_fd = -1
+        try:
+            for problem in self.action("teardown"):
+                _echo(2, f"rkt: cleanup: {problem}\n".encode())
+        except ActionError as e:
+            _echo(2, f"rkt: cleanup: {e}\n".encode())
+        self.reap()  # the infra process (and any orphan) was ours as subreaper: no zombies
+        self.save_pod_state(finished_at=time.time(), exit_code=self.exit_code())
+        # the move is one rename under the lock we hold (Pod.move without its imports)
+        os.makedirs(os.path.join(self.pods, "exited-garbage"), exist_ok=True)
+        os.rename(self.dir, os.path.join(self.pods, "exited-garbage", self.uuid))
+
+
+def _noop(signum, frame) -> None:
+    pass  # the wakeup fd carries the signal number to the loop
+
+
+def _unlink(p: str) -> None:
+    try:
+        os.unlink(p)
+    except FileNotFoundError:
+        pass
+
+
+def _echo(fd: int, data: bytes) -> bool:
+    try:
+        while data:
+            data = data[os.write(fd, data):]
+        return True
+    except BlockingIOError:
+        return True  # a slow terminal: drop rather than stall every app's log
+    except OSError as e:
+        if e.errno in (errno.EPIPE, errno.EBADF, errno.EIO):
+            return False
+        raise
+
+
+def parse_args(argv: list[str]) -> dict:
+    """A hand-rolled parser: argparse alone would add a megabyte to every pod."""
+    opts = {"data_dir": None, "config_dir": None, "uuid": None, "lock_fd": None,
+            "foreground": False}
+    it = iter(argv)
+    for a in it:
+        key, eq, val = a.partition("=")
+        name = key.lstrip("-").replace("-", "_")
+        if name == "foreground":
+            opts["foreground"] = True
+        elif name in opts:
+            opts[name] = val if eq else next(it, None)
+        else:
+            raise SystemExit(f"rkt monitor: unknown argument {a!r}")
+    missing = [k for k in ("data_dir", "config_dir", "uuid", "lock_fd") if opts[k] is None]
+    if missing:
+        raise SystemExit(f"rkt monitor: missing --{missing[0].replace('_', '-')}")
+    return opts
+
+
+def main(argv: list[str] | None = None) -> int:
+    o = parse_args(sys.argv[1:] if argv is None else argv)
+    lock_fd = int(o["lock_fd"])
+    os.set_inheritable(lock_fd, False)  # apps must never hold the pod's lock
+    try:
+        mon = Monitor(os.path.abspath(o["data_dir"]), os.path.abspath(o["config_dir"]),
+                      o["uuid"], lock_fd, o["foreground"])
+    except (OSError, ValueError) as e:
+        print(f"rkt monitor: pod {o['uuid']}: {e}", file=sys.stderr)
+        return 1
+    return mon.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
