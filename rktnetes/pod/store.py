@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Iterator
 
 from rktnetes.errors import AmbiguousError, NotFoundError, PodError
-from rktnetes.fsutil import atomic_write_json, read_json
+from rktnetes.fsutil import FileLock, atomic_write_json, read_json
 
 from .manifest import PodManifest
 from .state import AppState
@@ -31,6 +31,8 @@ RUN = "run"
 EXITED_GARBAGE = "exited-garbage"
 GARBAGE = "garbage"
 STATES = (EMBRYO, PREPARE, PREPARED, RUN, EXITED_GARBAGE, GARBAGE)
+CREATING_PREFIX = ".creating-"
+CREATING_LOCK = ".creating.lock"
 
 
 class PodLock:
@@ -154,11 +156,21 @@ class PodStore:
         manifest.uuid = manifest.uuid or str(uuidlib.uuid4())
         (self.root / EMBRYO).mkdir(parents=True, exist_ok=True)
         pod = Pod(self.root, manifest.uuid, EMBRYO)
-        os.mkdir(pod.path, 0o711)
-        lk = pod.lock()
-        lk.acquire()
-        pod.save_manifest(manifest)
+        # Built under a hidden name and renamed in locked: `rkt gc` removes unlocked embryos,
+        # and must never see one between its mkdir and its flock.
+        # The shared creation lock covers the gap between mkdir and flock: gc sweeps unlocked
+        # `.creating-*` leftovers only while it holds that lock exclusively.
+        with self.creation_lock().held(shared=True):
+            tmp = self.root / EMBRYO / f"{CREATING_PREFIX}{manifest.uuid}"
+            os.mkdir(tmp, 0o711)
+            lk = PodLock(tmp)
+            lk.acquire()
+        atomic_write_json(tmp / "pod.json", manifest.to_json())
+        os.rename(tmp, pod.path)
         return pod, lk
+
+    def creation_lock(self) -> FileLock:
+        return FileLock(self.root / CREATING_LOCK)
 
     def all(self, states: tuple[str, ...] = STATES) -> Iterator[Pod]:
         for st in states:

@@ -1,0 +1,251 @@
+"""`rkt prepare` (and the first half of `rkt run`): resolve images and apps, validate everything,
+and leave a pod in `prepared`, locked by the caller.
+
+Everything that can be checked without a pod directory is checked first, so bad input leaves
+nothing behind; what follows the directory's creation removes it on failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import posixpath
+import re
+import sys
+import time
+import uuid as uuidlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rktnetes.config import Paths
+from rktnetes.errors import NotFoundError, PodError, RktError, UsageError
+from rktnetes.image.manifest import ImageConfig
+from rktnetes.pod.manifest import App, NetworkRequest, PodManifest, Volume
+from rktnetes.pod.store import PREPARE, PREPARED, Pod, PodLock, PodStore
+from rktnetes.store import ImageRecord, Store
+
+from .appspec import AppFlags, assign_names, build_app, parse_env_file
+from .imagefs import LayeredFS
+from .volumes import parse_volume
+
+log = logging.getLogger(__name__)
+
+RESTART_POLICIES = ("never", "on-failure", "always")
+NETWORKS = ("none", "host", "default")
+PULL_POLICIES = ("new", "update", "never")
+INSECURE_OPTIONS = ("none", "image", "tls", "http", "pubkey", "capabilities", "paths", "seccomp",
+                    "ondisk", "all-fetch", "all-run", "all")
+_HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
+                          r"(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$")
+_ID_RE = re.compile(r"^(sha256:[0-9a-f]{4,64}|[0-9a-f]{12,64})$")
+
+
+@dataclass
+class PodOptions:
+    """The pod flags of `rkt run` / `rkt prepare`."""
+
+    stage1: str = "default"
+    hostname: str = ""
+    interactive: bool = False
+    volumes: list[str] = field(default_factory=list)
+    restart: str = "never"
+    annotations: list[str] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    net: list[str] = field(default_factory=list)
+    pull_policy: str = "new"
+    insecure_options: list[str] = field(default_factory=list)
+    quiet: bool = False
+
+
+def parse_kv_list(values: list[str], flag: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for v in values:
+        k, sep, val = v.partition("=")
+        if not sep or not k.strip():
+            raise UsageError(f"{flag} {v!r}: expected KEY=VALUE")
+        out[k.strip()] = val
+    return out
+
+
+def parse_insecure(values: list[str]) -> set[str]:
+    out: set[str] = set()
+    for v in values:
+        for o in v.split(","):
+            o = o.strip()
+            if not o:
+                continue
+            if o not in INSECURE_OPTIONS:
+                raise UsageError(f"--insecure-options: unknown option {o!r} "
+                                 f"(known: {', '.join(INSECURE_OPTIONS)})")
+            out.add(o)
+    return out
+
+
+def parse_networks(values: list[str]) -> list[NetworkRequest]:
+    """Until networking lands, `default` gets the same loopback-only namespace as `none`."""
+    names: list[str] = []
+    for v in values or ["default"]:
+        for n in v.split(","):
+            n = n.strip().split(":", 1)[0]
+            if n not in NETWORKS:
+                raise UsageError(f"--net={n}: networking is not available yet "
+                                 f"(use --net=none, --net=host or --net=default)")
+            if n not in names:
+                names.append(n)
+    if "host" in names and len(names) > 1:
+        raise UsageError("--net=host cannot be combined with other networks")
+    if names == ["default"]:
+        names = ["none"]
+    return [NetworkRequest(n) for n in names]
+
+
+def available_stage1s() -> list[str]:
+    try:
+        from rktnetes import stage1 as s1
+
+        return list(getattr(s1, "FLAVORS", None) or getattr(s1, "NAMES", None) or ("default", "fly"))
+    except ImportError:
+        return ["default", "fly"]
+
+
+def check_options(o: PodOptions) -> None:
+    if o.stage1 not in available_stage1s():
+        raise UsageError(f"unknown stage1 {o.stage1!r} (available: {', '.join(available_stage1s())})")
+    if o.restart not in RESTART_POLICIES:
+        raise UsageError(f"--restart={o.restart}: use never, on-failure or always")
+    if o.pull_policy not in PULL_POLICIES:
+        raise UsageError(f"--pull-policy={o.pull_policy}: use new, update or never")
+    if o.hostname and not _HOSTNAME_RE.match(o.hostname):
+        raise UsageError(f"--hostname {o.hostname!r}: not a valid host name")
+
+
+def resolve_image(paths: Paths, store: Store, name: str, o: PodOptions) -> ImageRecord:
+    """An image ID (prefix) from the store, or a reference fetched per the pull policy."""
+    if _ID_RE.match(name):
+        with contextlib.suppress(NotFoundError):
+            return store.images.find(name)
+    from rktnetes.stage0.fetch import fetch
+
+    insecure = parse_insecure(o.insecure_options)
+    allf = bool(insecure & {"all", "all-fetch"})
+    return fetch(paths, name, o.pull_policy, insecure_http=allf or "http" in insecure,
+                 quiet=o.quiet, insecure_tls=allf or "tls" in insecure)
+
+
+def image_config(store: Store, rec: ImageRecord) -> ImageConfig:
+    return ImageConfig.parse(store.blobs.read(rec.id), f"config of {rec.name}")
+
+
+def image_fs(store: Store, rec: ImageRecord) -> LayeredFS:
+    from rktnetes.store.layers import ensure_layer
+
+    return LayeredFS([ensure_layer(store, layer) for layer in rec.layers])
+
+
+def check_exec(app: App, fs: LayeredFS) -> None:
+    cmd = app.exec[0]
+    if "/" in cmd and not cmd.startswith("/"):
+        cmd = posixpath.normpath(posixpath.join(app.working_dir, cmd))
+    if fs.which(cmd, app.env.get("PATH", "")) is None:
+        raise PodError(f"app {app.name}: {app.exec[0]} not found (or not executable) "
+                       f"in image {app.image_name}")
+
+
+def check_volumes(apps: list[App], volumes: list[Volume]) -> None:
+    names = [v.name for v in volumes]
+    for n in names:
+        if names.count(n) > 1:
+            raise UsageError(f"volume {n!r} given more than once")
+    for v in volumes:
+        if v.kind == "host" and not os.path.exists(v.source):
+            raise PodError(f"volume {v.name}: host source {v.source} does not exist")
+    for a in apps:
+        for m in a.mounts:
+            if m.volume not in names:
+                raise UsageError(f"app {a.name}: --mount names unknown volume {m.volume!r} "
+                                 f"(define it with --volume {m.volume},kind=...)")
+
+
+def build_manifest(paths: Paths, o: PodOptions, flags: list[AppFlags]) -> PodManifest:
+    """Everything about the pod, checked; touches nothing but the image store (fetch)."""
+    check_options(o)
+    volumes = [parse_volume(v) for v in o.volumes]
+    annotations = parse_kv_list(o.annotations, "--annotation")
+    labels = parse_kv_list(o.labels, "--label")
+    networks = parse_networks(o.net)
+    names = assign_names(flags)
+    if o.interactive and len(flags) != 1:
+        raise UsageError("--interactive needs exactly one app")
+    if o.stage1 == "fly" and len(flags) != 1:
+        raise UsageError("the fly stage1 runs exactly one app")
+    env_files = []
+    for f in flags:
+        files = []
+        for p in f.env_files:
+            try:
+                files.append((p, parse_env_file(Path(p).read_text(), f"--set-env-file {p}")))
+            except OSError as e:
+                raise UsageError(f"--set-env-file {p}: {e.strerror or e}") from None
+        env_files.append(files)
+    # Check pure app flags before any fetch, so a typo never costs a download.
+    for f, files in zip(flags, env_files):
+        _dry = build_app("x", "", f.image, _EMPTY_CFG, _with_exec(f), files)
+    store = Store(paths.store)
+    apps = []
+    for f, name, files in zip(flags, names, env_files):
+        rec = resolve_image(paths, store, f.image, o)
+        app = build_app(name, rec.id, f.image, image_config(store, rec), f, files)
+        app.interactive = o.interactive
+        app.tty = o.interactive and sys.stdin.isatty()
+        check_exec(app, image_fs(store, rec))
+        apps.append(app)
+    check_volumes(apps, volumes)
+    uuid = str(uuidlib.uuid4())
+    return PodManifest(uuid=uuid, apps=apps, volumes=volumes, annotations=annotations, labels=labels,
+                       stage1=o.stage1, restart=o.restart, networks=networks,
+                       hostname=o.hostname or f"rkt-{uuid[:8]}", created_at=time.time())
+
+
+_EMPTY_CFG = ImageConfig("linux", "", [], [], ["/x"], [], "", "", [], {}, "", {})
+
+
+def _with_exec(f: AppFlags) -> AppFlags:
+    from dataclasses import replace
+
+    return replace(f, exec=f.exec or "/x")
+
+
+def prepare(paths: Paths, o: PodOptions, flags: list[AppFlags]) -> tuple[Pod, PodLock]:
+    """A pod in `prepared`, returned locked: the caller runs it or releases the lock."""
+    store = Store(paths.store)
+    # Shared gc lock: image gc cannot remove our images between resolving them and the
+    # moment pod.json (which images_in_use reads) names them.
+    with store.gc_lock.held(shared=True):
+        manifest = build_manifest(paths, o, flags)
+        pod, lock = PodStore(paths.pods).create(manifest)
+    try:
+        pod.move(PREPARE)
+        for app in manifest.apps:
+            pod.app_dir(app.name).mkdir(parents=True, exist_ok=True)
+        pod.move(PREPARED)
+        for image_id in {a.image_id for a in manifest.apps}:
+            with contextlib.suppress(RktError, OSError):
+                store.images.touch(image_id)
+    except BaseException:
+        discard(paths, pod, lock)
+        raise
+    return pod, lock
+
+
+def discard(paths: Paths, pod: Pod, lock: PodLock) -> None:
+    """Remove a pod that never ran (a failed prepare), undoing whatever its journal records."""
+    from .podfs import remove_pod_dir
+
+    try:
+        pod.refresh()
+        remove_pod_dir(paths, pod)
+    except RktError as e:
+        log.warning("could not remove pod %s: %s", pod.uuid, e)
+    finally:
+        lock.close()

@@ -1,0 +1,116 @@
+"""`rkt run` / `rkt run-prepared`: move a prepared pod to `run` and hand it to its monitor.
+
+The pod's lock passes to the monitor as an inherited descriptor, so it is held without a gap
+from `prepared` to exit: whoever finds a `run` pod unlocked knows its monitor is gone.
+Foreground: stage0 becomes the monitor (exec, as rkt's stage0 execs stage1), so signals, stdio
+and the exit code are the monitor's own. Detached: the monitor is spawned in its own session
+and we return once it reports the pod started.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from rktnetes.config import Paths
+from rktnetes.errors import PodError
+from rktnetes.pod import state as st
+from rktnetes.pod.store import EXITED_GARBAGE, GARBAGE, PREPARED, RUN, Pod, PodLock
+
+START_TIMEOUT = 120.0
+
+
+def monitor_argv(paths: Paths, pod: Pod, lock_fd: int, foreground: bool) -> list[str]:
+    # -S: no site-packages scan at start-up (the monitor needs only the standard library and
+    # rktnetes, which monitor_env puts on the path); a node runs hundreds of monitors.
+    argv = [sys.executable, "-S", "-m", "rktnetes.supervise.monitor", "--data-dir", str(paths.data),
+            "--config-dir", str(paths.config), "--uuid", pod.uuid, "--lock-fd", str(lock_fd)]
+    return argv + (["--foreground"] if foreground else [])
+
+
+def monitor_env() -> dict[str, str]:
+    import rktnetes
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(rktnetes.__file__)))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(x for x in (root, env.get("PYTHONPATH", "")) if x)
+    return env
+
+
+def set_interactive(pod: Pod) -> None:
+    m = pod.manifest()
+    if len(m.apps) != 1:
+        raise PodError("--interactive needs a pod of exactly one app")
+    m.apps[0].interactive = True
+    m.apps[0].tty = sys.stdin.isatty()
+    pod.save_manifest(m)
+
+
+def start(paths: Paths, pod: Pod, lock: PodLock, detach: bool, interactive: bool = False,
+          uuid_file: str = "") -> int:
+    """Run a prepared pod whose lock the caller holds. Foreground: does not return on success."""
+    pod.refresh()
+    if pod.state != PREPARED:
+        raise PodError(f"pod {pod.uuid} is {pod.state}, not prepared")
+    if interactive:
+        set_interactive(pod)
+    if uuid_file:
+        Path(uuid_file).write_text(pod.uuid + "\n")
+    pod.move(RUN)
+    fd = lock.inheritable()
+    if not detach:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        argv = monitor_argv(paths, pod, fd, foreground=True)
+        os.execve(argv[0], argv, monitor_env())
+    return spawn_detached(paths, pod, lock)
+
+
+def spawn_detached(paths: Paths, pod: Pod, lock: PodLock) -> int:
+    fd = lock.fd
+    log_path = pod.path / "monitor.log"
+    with open(os.devnull, "rb") as devnull, open(log_path, "ab") as logf:
+        proc = subprocess.Popen(monitor_argv(paths, pod, fd, foreground=False), stdin=devnull,
+                                stdout=logf, stderr=logf, pass_fds=(fd,), start_new_session=True, env=monitor_env(),
+                                close_fds=True)
+    lock.close()  # the monitor's copy of the descriptor holds the lock from here on
+    wait_started(pod, proc)
+    return 0
+
+
+def _started(pod: Pod) -> bool:
+    """The monitor says the pod is ready (every app started), or every app has a verdict."""
+    if pod.pod_state().get("ready"):
+        return True
+    try:
+        names = [a.name for a in pod.manifest().apps]
+    except (OSError, ValueError):
+        return False
+    return bool(names) and all(pod.app_state(n).state in (st.RUNNING, st.EXITED) for n in names)
+
+
+def wait_started(pod: Pod, proc: subprocess.Popen, timeout: float = START_TIMEOUT) -> None:
+    """Until the monitor reports the pod started, the pod exits, or the monitor dies."""
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while time.monotonic() < deadline:
+        try:
+            pod.refresh()
+        except PodError:
+            return  # already removed by someone: it did run
+        if pod.state in (EXITED_GARBAGE, GARBAGE):
+            return
+        if _started(pod):
+            return
+        if proc.poll() is not None:
+            pod.refresh()
+            if pod.state == RUN and not _started(pod):
+                raise PodError(f"pod {pod.uuid}: the monitor exited ({proc.returncode}) before "
+                               f"starting the pod; see {pod.path / 'monitor.log'}")
+            return
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+    raise PodError(f"pod {pod.uuid}: not started after {timeout:.0f}s")

@@ -1,0 +1,98 @@
+"""Parsing `--volume` and `--mount` values (rkt's `key=value,...` syntax) into manifest types."""
+
+from __future__ import annotations
+
+import posixpath
+import re
+
+from rktnetes.errors import UsageError
+from rktnetes.pod.manifest import Mount, Volume
+
+# rkt's volume names are ACNames: lower-case alphanumerics and dashes.
+_NAME_RE = re.compile(r"^[a-z0-9]+(?:[-.][a-z0-9]+)*$")
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+def _pairs(value: str, flag: str, first_is_name: bool) -> tuple[str, dict[str, str]]:
+    parts = [p for p in value.split(",") if p != ""]
+    name = ""
+    if first_is_name and parts and "=" not in parts[0]:
+        name = parts.pop(0)
+    kv: dict[str, str] = {}
+    for p in parts:
+        k, sep, v = p.partition("=")
+        if not sep or not k:
+            raise UsageError(f"{flag} {value!r}: expected key=value, got {p!r}")
+        if k in kv:
+            raise UsageError(f"{flag} {value!r}: {k} given twice")
+        kv[k] = v
+    return name, kv
+
+
+def parse_bool(v: str, what: str) -> bool:
+    low = v.strip().lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise UsageError(f"{what}: expected true or false, got {v!r}")
+
+
+def check_name(name: str, what: str) -> str:
+    if not _NAME_RE.match(name or ""):
+        raise UsageError(f"{what}: invalid name {name!r} (lower-case letters, digits, '-' and '.')")
+    return name
+
+
+def parse_volume(value: str) -> Volume:
+    """`NAME,kind=host|empty,source=PATH,readOnly=BOOL[,mode=0755,uid=N,gid=N]`."""
+    name, kv = _pairs(value, "--volume", first_is_name=True)
+    name = kv.pop("name", name)
+    check_name(name, "--volume")
+    kind = kv.pop("kind", "host" if "source" in kv else "empty")
+    if kind not in ("host", "empty"):
+        raise UsageError(f"--volume {name}: kind must be host or empty, not {kind!r}")
+    vol = Volume(name=name, kind=kind)
+    if "readOnly" in kv or "readonly" in kv:
+        vol.readonly = parse_bool(kv.pop("readOnly", kv.pop("readonly", "")), f"--volume {name} readOnly")
+    source = kv.pop("source", "")
+    if kind == "host":
+        if not source or not posixpath.isabs(source):
+            raise UsageError(f"--volume {name}: kind=host needs an absolute source=PATH")
+        vol.source = posixpath.normpath(source)
+    elif source:
+        raise UsageError(f"--volume {name}: source= is only for kind=host")
+    if kind == "empty":
+        if "mode" in kv:
+            mode = kv.pop("mode")
+            if not re.match(r"^0?[0-7]{3,4}$", mode):
+                raise UsageError(f"--volume {name}: mode must be octal like 0755, not {mode!r}")
+            vol.mode = mode if mode.startswith("0") else "0" + mode
+        for key in ("uid", "gid"):
+            if key in kv:
+                raw = kv.pop(key)
+                if not raw.isdigit():
+                    raise UsageError(f"--volume {name}: {key} must be a number, not {raw!r}")
+                setattr(vol, key, int(raw))
+    if kv:
+        raise UsageError(f"--volume {name}: unknown option(s) {', '.join(sorted(kv))}")
+    return vol
+
+
+def parse_mount(value: str) -> Mount:
+    """`volume=NAME,target=PATH[,readOnly=BOOL]`."""
+    _, kv = _pairs(value, "--mount", first_is_name=False)
+    vol = kv.pop("volume", "")
+    target = kv.pop("target", "")
+    if not vol or not target:
+        raise UsageError(f"--mount {value!r}: expected volume=NAME,target=PATH")
+    check_name(vol, "--mount")
+    if not posixpath.isabs(target):
+        raise UsageError(f"--mount {value!r}: target must be an absolute path")
+    ro = None
+    if "readOnly" in kv or "readonly" in kv:
+        ro = parse_bool(kv.pop("readOnly", kv.pop("readonly", "")), f"--mount {vol} readOnly")
+    if kv:
+        raise UsageError(f"--mount {value!r}: unknown option(s) {', '.join(sorted(kv))}")
+    return Mount(volume=vol, target=posixpath.normpath(target), readonly=ro)

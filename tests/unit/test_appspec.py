@@ -1,0 +1,235 @@
+"""Pure parts of stage0: app building, volume/mount parsing, rkt's run grammar, durations."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from rktnetes.cli.pod_args import parse_duration, parse_since
+from rktnetes.cli.run_grammar import parse_apps
+from rktnetes.errors import UsageError
+from rktnetes.image.manifest import ImageConfig
+from rktnetes.pod.manifest import Mount, Volume
+from rktnetes.stage0 import appspec as a
+from rktnetes.stage0.imagefs import LayeredFS
+from rktnetes.stage0.prepare import parse_insecure, parse_kv_list, parse_networks
+from rktnetes.stage0.volumes import parse_mount, parse_volume
+
+
+def cfg(**kw) -> ImageConfig:
+    base = dict(os="linux", architecture="amd64", diff_ids=[], entrypoint=[], cmd=["/bin/sh"],
+                env=["PATH=/bin", "A=1"], working_dir="", user="", exposed_ports=[], labels={},
+                stop_signal="", raw={})
+    base.update(kw)
+    return ImageConfig(**base)
+
+
+# -- quantities -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("s,n", [("32M", 32_000_000), ("32Mi", 32 << 20), ("1G", 10**9),
+                                 ("1.5Gi", 3 << 29), ("65536", 65536), ("64k", 64000)])
+def test_memory(s, n):
+    assert a.parse_memory(s) == n
+
+
+@pytest.mark.parametrize("s", ["", "lots", "32MB", "-1M", "1", "32m"])
+def test_memory_bad(s):
+    with pytest.raises(UsageError):
+        a.parse_memory(s)
+
+
+@pytest.mark.parametrize("s,n", [("500m", 500), ("1", 1000), ("1.5", 1500), ("0.25", 250)])
+def test_cpu(s, n):
+    assert a.parse_cpu(s) == n
+
+
+@pytest.mark.parametrize("s", ["", "x", "0", "-1", "0.0001", "1.5m"])
+def test_cpu_bad(s):
+    with pytest.raises(UsageError):
+        a.parse_cpu(s)
+
+
+# -- names ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("image,name", [
+    ("busybox", "busybox"), ("docker.io/library/nginx:1.25", "nginx"),
+    ("127.0.0.1:5000/team/my_app@sha256:" + "a" * 64, "my-app"),
+    ("docker://quay.io/x/Redis:7", "redis"), ("oci:/tmp/layout:latest", "layout"),
+    ("oci-archive:/tmp/img.tar:v1", "img"), ("builtin:busybox", "busybox"),
+    ("sha256:" + "b" * 64, "app")])
+def test_default_app_name(image, name):
+    assert a.default_app_name(image) == name
+
+
+def test_assign_names_dedup_and_explicit():
+    flags = [a.AppFlags("busybox"), a.AppFlags("busybox"), a.AppFlags("x", name="busybox-2"),
+             a.AppFlags("busybox")]
+    assert a.assign_names(flags) == ["busybox", "busybox-3", "busybox-2", "busybox-4"]
+    with pytest.raises(UsageError):
+        a.assign_names([a.AppFlags("x", name="a"), a.AppFlags("y", name="a")])
+    with pytest.raises(UsageError):
+        a.assign_names([a.AppFlags("x", name="Bad_Name")])
+
+
+# -- exec, env, user ------------------------------------------------------------------------
+
+def test_exec_semantics():
+    c = cfg(entrypoint=["/ep"], cmd=["a", "b"])
+    assert a.resolve_exec(c, "", None) == ["/ep", "a", "b"]
+    assert a.resolve_exec(c, "", ["x"]) == ["/ep", "x"]
+    assert a.resolve_exec(c, "", []) == ["/ep"]
+    assert a.resolve_exec(c, "/bin/echo", None) == ["/bin/echo"]
+    assert a.resolve_exec(c, "/bin/echo", ["hi"]) == ["/bin/echo", "hi"]
+    with pytest.raises(UsageError):
+        a.resolve_exec(cfg(cmd=[]), "", None)
+
+
+def test_build_app_env_user_workdir():
+    c = cfg(user="1000:100", working_dir="/srv", stop_signal="SIGQUIT")
+    f = a.AppFlags("img", env=["A=2", "B=x=y"], memory="32M", cpu="500m",
+                   caps_remove=["net_raw,CAP_CHOWN"], mounts=["volume=data,target=/d/"])
+    app = a.build_app("n", "sha256:x", "img", c, f, [("f", [("A", "0"), ("C", "3")])])
+    assert app.env == {"PATH": "/bin", "A": "2", "B": "x=y", "C": "3"}
+    assert (app.user, app.group, app.working_dir) == ("1000", "100", "/srv")
+    assert (app.memory_limit, app.cpu_millis) == (32_000_000, 500)
+    assert app.caps_remove == ["CAP_NET_RAW", "CAP_CHOWN"]
+    assert app.mounts == [Mount("data", "/d")]
+    assert app.stop_signal == "SIGQUIT"
+    # --user alone drops the image's group (it belonged to the image's user)
+    app2 = a.build_app("n", "i", "img", c, a.AppFlags("img", user="0", working_dir="/tmp"), [])
+    assert (app2.user, app2.group, app2.working_dir) == ("0", "", "/tmp")
+    assert "PATH" in a.build_app("n", "i", "img", cfg(env=[]), a.AppFlags("img"), []).env
+
+
+@pytest.mark.parametrize("f", [a.AppFlags("i", env=["NOEQ"]), a.AppFlags("i", working_dir="rel"),
+                               a.AppFlags("i", caps_retain=["CAP_BOGUS"]),
+                               a.AppFlags("i", mounts=["volume=x"]),
+                               a.AppFlags("i", mounts=["volume=x,target=/a", "volume=y,target=/a"]),
+                               a.AppFlags("i", user="a b")])
+def test_build_app_bad(f):
+    with pytest.raises(UsageError):
+        a.build_app("n", "i", "img", cfg(), f, [])
+
+
+def test_env_file():
+    assert a.parse_env_file("# c\n\nA=1\nB=\n", "f") == [("A", "1"), ("B", "")]
+    with pytest.raises(UsageError):
+        a.parse_env_file("oops\n", "f")
+
+
+# -- volumes --------------------------------------------------------------------------------
+
+def test_volumes():
+    assert parse_volume("data,kind=host,source=/srv/x/,readOnly=true") == \
+        Volume("data", "host", "/srv/x", True)
+    assert parse_volume("tmp,kind=empty,mode=700,uid=5") == Volume("tmp", "empty", mode="0700", uid=5)
+    assert parse_volume("name=v,source=/x").kind == "host"
+    assert parse_mount("volume=data,target=/mnt,readOnly=false") == Mount("data", "/mnt", False)
+
+
+@pytest.mark.parametrize("v", ["", "Data,kind=empty", "d,kind=nfs", "d,kind=host",
+                               "d,kind=host,source=rel", "d,kind=empty,source=/x",
+                               "d,kind=host,source=/x,readOnly=maybe", "d,kind=empty,mode=999",
+                               "d,kind=empty,bogus=1", "d,kind=empty,kind=host", "d,junk"])
+def test_volumes_bad(v):
+    with pytest.raises(UsageError):
+        parse_volume(v)
+
+
+@pytest.mark.parametrize("v", ["target=/x", "volume=x", "volume=x,target=rel", "volume=x,target=/a,z=1"])
+def test_mount_bad(v):
+    with pytest.raises(UsageError):
+        parse_mount(v)
+
+
+# -- pod options ----------------------------------------------------------------------------
+
+def test_pod_options():
+    assert parse_kv_list(["a=b", "c=d=e"], "--annotation") == {"a": "b", "c": "d=e"}
+    with pytest.raises(UsageError):
+        parse_kv_list(["nokey"], "--label")
+    assert [n.name for n in parse_networks([])] == ["none"]
+    assert [n.name for n in parse_networks(["host"])] == ["host"]
+    with pytest.raises(UsageError):
+        parse_networks(["mynet"])
+    with pytest.raises(UsageError):
+        parse_networks(["host,none"])
+    assert parse_insecure(["http,tls"]) == {"http", "tls"}
+    with pytest.raises(UsageError):
+        parse_insecure(["everything"])
+
+
+# -- grammar --------------------------------------------------------------------------------
+
+def test_grammar_multi_app():
+    p = parse_apps(["img1", "--name=a", "--exec", "/bin/sh", "--", "-c", "echo --x", "---",
+                    "img2", "--set-env", "A=1", "--set-env=B=2", "--readonly-rootfs",
+                    "--mount", "volume=v,target=/v", "img3", "--", "x"])
+    a1, a2, a3 = p.apps
+    assert (a1.image, a1.name, a1.exec, a1.args) == ("img1", "a", "/bin/sh", ["-c", "echo --x"])
+    assert (a2.image, a2.env, a2.readonly_rootfs, a2.mounts, a2.args) == \
+        ("img2", ["A=1", "B=2"], True, ["volume=v,target=/v"], None)
+    assert (a3.image, a3.args) == ("img3", ["x"])
+
+
+def test_grammar_globals_and_errors():
+    p = parse_apps(["--", "img", "--dir", "/d", "--debug", "--readonly-rootfs=false"])
+    assert p.globals == {"dir": "/d", "debug": True} and not p.apps[0].readonly_rootfs
+    for bad in ([], ["--name", "x"], ["img", "--bogus"], ["img", "--name"], ["img", "---"],
+                ["img", "--name", "a", "--name", "b"], ["img", "--", "a", "---", "--", "b"]):
+        with pytest.raises(UsageError):
+            parse_apps(bad)
+    with pytest.raises(UsageError, match="pod flag"):
+        parse_apps(["img", "--detach"], {"--detach"})
+
+
+# -- durations ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("s,n", [("30m", 1800), ("1h30m", 5400), ("500ms", 0.5), ("0", 0),
+                                 ("10", 10), ("24h", 86400), ("1.5s", 1.5)])
+def test_durations(s, n):
+    assert parse_duration(s) == pytest.approx(n)
+
+
+@pytest.mark.parametrize("s", ["", "abc", "10x", "m10", "-5s"])
+def test_durations_bad(s):
+    with pytest.raises(UsageError):
+        parse_duration(s)
+
+
+def test_since():
+    assert parse_since("2024-01-02T03:04:05.123456789Z") == pytest.approx(1704164645.123456)
+    with pytest.raises(UsageError):
+        parse_since("yesterday")
+
+
+# -- image filesystem lookup ----------------------------------------------------------------
+
+def test_layered_fs(tmp_path):
+    low, mid, top = (tmp_path / n for n in ("low", "mid", "top"))
+    for d in (low / "bin", low / "usr/bin", low / "opt/x", mid / "bin", mid / "opt", top / "usr/bin"):
+        d.mkdir(parents=True)
+    for p in (low / "bin/busybox", low / "bin/gone", low / "opt/x/tool", low / "bin/noexec"):
+        p.write_text("#!")
+        os.chmod(p, 0o755)
+    os.chmod(low / "bin/noexec", 0o644)
+    os.symlink("/bin/busybox", low / "bin/sh")
+    os.symlink("../../bin/busybox", low / "usr/bin/env")
+    os.symlink("/loop", low / "loop")
+    os.mknod(mid / "bin/gone", stat.S_IFCHR | 0o000, 0)   # overlay whiteout
+    (mid / "opt/.wh..wh..opq").write_text("")             # opaque: hides low's /opt/x
+    (top / "usr/bin/.wh.env").write_text("")              # OCI-style whiteout
+    fs = LayeredFS([low, mid, top])
+    assert fs.is_executable("/bin/busybox")
+    assert fs.is_executable("/bin/sh")
+    assert fs.which("sh", "/usr/bin:/bin") == "/bin/sh"
+    assert not fs.is_executable("/bin/gone")
+    assert not fs.is_executable("/opt/x/tool")
+    assert not fs.is_executable("/usr/bin/env")
+    assert not fs.is_executable("/bin/noexec")
+    assert not fs.is_executable("/loop")
+    assert not fs.is_executable("/bin/busybox/x")
+    assert fs.is_dir("/usr/bin") and fs.is_dir("/")
+    assert fs.which("nope", "/bin") is None
