@@ -109,10 +109,9 @@ def cmd_rm(args, paths: Paths) -> int:
             continue
         if rec.id not in ids:
             ids.append(rec.id)
-    in_use = images_in_use(paths)
     for image_id in ids:
         try:
-            remove_images(store, [image_id], in_use)
+            remove_images(store, [image_id], lambda: images_in_use(paths))
         except RktError as e:
             print(f"rkt: {e}", file=sys.stderr)
             failed += 1
@@ -125,7 +124,7 @@ def cmd_gc(args, paths: Paths) -> int:
     from rktnetes.store.gc import gc_images, images_in_use
 
     grace = parse_duration(args.grace_period)
-    res = gc_images(Store(paths.store), grace, images_in_use(paths))
+    res = gc_images(Store(paths.store), grace, lambda: images_in_use(paths))
     for image_id in res.removed_images:
         print(f"removed image {image_id}")
     print(f"gc: removed {len(res.removed_images)} image(s), {len(res.removed_blobs)} blob(s), "

@@ -73,6 +73,10 @@ class FlyStage1(Stage1):
                 if b.readonly:
                     lsys.mount("none", target, "",
                                lsys.MS_BIND | lsys.MS_REMOUNT | lsys.MS_RDONLY)
+            if app.readonly_rootfs:
+                # Only the rootfs mount itself: the /dev, /proc, /sys and volume binds on it
+                # keep their own flags. Done last, since mount points had to be created first.
+                lsys.mount("none", str(root), "", lsys.MS_BIND | lsys.MS_REMOUNT | lsys.MS_RDONLY)
             ident = users.resolve_in(root, app.user, app.group, app.supplementary_gids)
             env.update(dict(kv.split("=", 1) for kv in
                             ocispec.process_env(app, image, ident, os.uname().nodename)))

@@ -13,7 +13,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from rktnetes.config import Paths
 from rktnetes.errors import ManifestError, StoreError
@@ -70,12 +70,22 @@ def images_in_use(paths: Paths) -> set[str]:
     return used
 
 
-def gc_images(store: Store, grace_seconds: float, in_use: set[str],
+InUse = Iterable[str] | Callable[[], Iterable[str]]
+
+
+def _in_use(in_use: InUse) -> set[str]:
+    """Evaluated only once gc_lock is held exclusively: a pod prepared a moment earlier holds
+    the lock shared until its pod.json names its images, so a callable sees every such pod."""
+    return set(in_use() if callable(in_use) else in_use)
+
+
+def gc_images(store: Store, grace_seconds: float, in_use: InUse,
               now: float | None = None) -> GcResult:
     """Remove images not used (or, never used, not imported) within `grace_seconds` and not
     used by any pod; then sweep unneeded blobs, layers and stale temporary files."""
     now = time.time() if now is None else now
     with store.gc_lock.held():
+        in_use = _in_use(in_use)
         res = GcResult()
         with store.images.lock.held():
             for rec in _records(store):
@@ -87,14 +97,14 @@ def gc_images(store: Store, grace_seconds: float, in_use: set[str],
         return res
 
 
-def remove_image(store: Store, image_id: str, in_use: Iterable[str] = ()) -> GcResult:
+def remove_image(store: Store, image_id: str, in_use: InUse = ()) -> GcResult:
     return remove_images(store, [image_id], in_use)
 
 
-def remove_images(store: Store, image_ids: list[str], in_use: Iterable[str] = ()) -> GcResult:
+def remove_images(store: Store, image_ids: list[str], in_use: InUse = ()) -> GcResult:
     """Remove image records and whatever of their blobs and layers no other image needs."""
-    used = set(in_use)
     with store.gc_lock.held():
+        used = _in_use(in_use)
         res = GcResult()
         with store.images.lock.held():
             for image_id in image_ids:
