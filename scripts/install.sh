@@ -29,3 +29,6 @@ PY=${PYTHON:-python3}
 .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt
 .venv/bin/pip install -q --disable-pip-version-check --no-deps -e .
 ln -sf "$PWD/.venv/bin/rkt" /usr/local/bin/rkt
+# Compile bytecode ahead: the monitor and the CLI start on every pod, and environments that set
+# PYTHONDONTWRITEBYTECODE would otherwise recompile every module at each start.
+.venv/bin/python -m compileall -q rktnetes >/dev/null
