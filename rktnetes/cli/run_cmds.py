@@ -16,6 +16,10 @@ from .run_grammar import APP_FLAGS_HELP, parse_apps
 
 RUN_USAGE = "rkt run [POD FLAGS] IMAGE [APP FLAGS] [-- ARGS ---] [IMAGE [APP FLAGS] ...]"
 _POD_FLAGS: set[str] = set()
+NET_HELP = ("the pod's networks: default (the default: bridge rkt0, 172.16.28.0/24), host (the "
+            "host's network namespace), none (loopback only), NAME (a network defined in "
+            "<config-dir>/net.d), NAME:K=V;K=V (with CNI_ARGS); several comma-separated or "
+            "repeated. fly pods always use the host network")
 
 
 def _add_pod_flags(p: argparse.ArgumentParser, detach: bool) -> None:
@@ -41,8 +45,19 @@ def _add_pod_flags(p: argparse.ArgumentParser, detach: bool) -> None:
     add("--label", action="append", default=[], metavar="KEY=VALUE",
         help="a pod label (repeatable)")
     add("--net", action="append", default=[], metavar="NETWORK",
-        help="none (loopback only) or host. Networking proper is not there yet: default "
-             "(the default) is loopback-only, like none")
+        help=NET_HELP)
+    add("--port", action="append", default=[], metavar="NAME:[HOSTIP:]HOSTPORT",
+        help="forward a host port to the pod: NAME is an exposed port of an image or "
+             "PORT[/tcp|udp] (repeatable)")
+    add("--dns", action="append", default=[], metavar="IP",
+        help="a name server for the pod's resolv.conf (repeatable; host: the host's file, "
+             "none: an empty one)")
+    add("--dns-search", action="append", default=[], metavar="DOMAIN",
+        help="a search domain for the pod's resolv.conf (repeatable)")
+    add("--dns-opt", action="append", default=[], metavar="OPT",
+        help="a resolver option for the pod's resolv.conf, e.g. ndots:2 (repeatable)")
+    add("--hosts-entry", action="append", default=[], metavar="IP=HOST",
+        help="an entry for the pod's /etc/hosts (repeatable)")
     add("--pull-policy", default="new", choices=prep.PULL_POLICIES,
         help="new (fetch images missing from the store, the default), update (always ask the "
              "source) or never")
@@ -78,6 +93,8 @@ def register(sub, common) -> None:
     p.add_argument("--detach", "-d", action="store_true", help="leave it running; print its UUID")
     p.add_argument("--interactive", "-i", action="store_true",
                    help="attach the pod's one app to this terminal's stdin")
+    p.add_argument("--net", action="append", default=[], metavar="NETWORK",
+                   help="replace the networks the pod was prepared with: " + NET_HELP)
     p.set_defaults(func=cmd_run_prepared)
 
 
@@ -85,7 +102,9 @@ def _options(args) -> prep.PodOptions:
     return prep.PodOptions(stage1=args.stage1, hostname=args.hostname,
                            interactive=args.interactive, volumes=args.volume,
                            restart=args.restart, annotations=args.annotation, labels=args.label,
-                           net=args.net, pull_policy=args.pull_policy,
+                           net=args.net, ports=args.port, dns=args.dns,
+                           dns_search=args.dns_search, dns_opt=args.dns_opt,
+                           hosts_entries=args.hosts_entry, pull_policy=args.pull_policy,
                            insecure_options=args.insecure_options,
                            quiet=getattr(args, "quiet", False) or getattr(args, "detach", False))
 
@@ -121,6 +140,7 @@ def cmd_run(args, paths: Paths) -> int:
         else:
             lock.close()
         raise
+    _check_setup(pod)
     print(pod.uuid)
     return rc
 
@@ -132,12 +152,28 @@ def cmd_run_prepared(args, paths: Paths) -> int:
         lock.close()
         raise PodError(f"pod {pod.uuid} is busy (another rkt command holds it)")
     try:
+        if args.net:
+            prep.set_networks(paths, pod, args.net)
         rc = runmod.start(paths, pod, lock, detach=args.detach, interactive=args.interactive)
     except BaseException:
         lock.close()
         raise
+    _check_setup(pod)
     print(pod.uuid)
     return rc
+
+
+def _check_setup(pod) -> None:
+    """A detached pod whose setup failed (its networks, say): say why, exit non-zero."""
+    from rktnetes.errors import RktError
+
+    try:
+        pod.refresh()
+        err = pod.pod_state().get("setup_error")
+    except (RktError, OSError, ValueError):
+        return
+    if err:
+        raise PodError(f"pod {pod.uuid}: {err}")
 
 
 def _save_uuid(path: str, uuid: str) -> None:

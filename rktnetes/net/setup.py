@@ -58,23 +58,13 @@ def setup_networks(paths: Paths, pod_dir: Path, uuid: str, requests: list[Networ
     up (the journal then holds only undone entries)."""
     requests = check_net_requests(list(requests) or [NetworkRequest(NONE)])
     names = [r.name for r in requests]
+    configs = preflight(paths, requests, ports)
     if names == [HOST]:
-        if ports:
-            raise NetworkError("port forwards need a pod network; a --net=host pod already "
-                               "listens on the host's ports")
         st = NetworkStatus(HOST)
         save_status(pod_dir, st)
         return st
-
-    configs: list[NetworkConfig] = []
-    if names != [NONE]:
-        configs = get_networks(paths.net_d, names)
     dirs = cni.plugin_dirs()
-    for cfg in configs:
-        for ptype in cni.required_plugins(cfg.plugins):
-            cni.find_plugin(ptype, dirs, cfg.name)
     port_net = _port_network(configs, ports)
-    check_host_ports(ports)
 
     ns_path = netns.netns_path(uuid, netns_dir)
     resources.record(pod_dir, "netns", path=str(ns_path))
@@ -112,6 +102,30 @@ def setup_networks(paths: Paths, pod_dir: Path, uuid: str, requests: list[Networ
         if isinstance(e, NetworkError) and errs:
             raise NetworkError(f"{e} (and cleanup failed: {errs[0]})") from None
         raise
+
+
+def preflight(paths: Paths, requests: list[NetworkRequest], ports: list[PortForward]
+              ) -> list[NetworkConfig]:
+    """Everything checkable before anything is created: the networks are defined and parse,
+    their plugins are installed, ports can be forwarded on them and the host ports are free.
+    Returns the networks' configurations (none for `host` / `none`). NetworkError."""
+    requests = check_net_requests(list(requests) or [NetworkRequest(NONE)])
+    names = [r.name for r in requests]
+    if names == [HOST]:
+        if ports:
+            raise NetworkError("port forwards need a pod network; a --net=host pod already "
+                               "listens on the host's ports")
+        return []
+    configs: list[NetworkConfig] = []
+    if names != [NONE]:
+        configs = get_networks(paths.net_d, names)
+    dirs = cni.plugin_dirs()
+    for cfg in configs:
+        for ptype in cni.required_plugins(cfg.plugins):
+            cni.find_plugin(ptype, dirs, cfg.name)
+    _port_network(configs, ports)
+    check_host_ports(ports)
+    return configs
 
 
 def teardown_networks(paths: Paths, pod_dir: Path, uuid: str, *, force: bool = False) -> None:

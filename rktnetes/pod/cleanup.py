@@ -90,8 +90,9 @@ def cleanup_from_journal(paths: Paths, pod: Pod) -> list[str]:
     for res in reversed(by_kind.get("process", [])):
         attempt(f"process {res.data.get('pid')}", kill_process, int(res.data.get("pid", 0)),
                 int(res.data.get("starttime", 0)))
-    for res in by_kind.get("cni", []):
-        # CNI DEL belongs to the networking code; it reads its own journal entries
+    for res in reversed(by_kind.get("cni", [])):
+        # CNI DEL belongs to the networking code; it reads its own journal entries. In
+        # reverse order of creation, and before the netns they live in is removed (below).
         with contextlib.suppress(ImportError):
             from rktnetes.net import cleanup as netcleanup  # type: ignore[attr-defined]
 

@@ -8,6 +8,7 @@ nothing behind; what follows the directory's creation removes it on failure.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import os
 import posixpath
@@ -21,7 +22,7 @@ from pathlib import Path
 from rktnetes.config import Paths
 from rktnetes.errors import NotFoundError, PodError, RktError, UsageError
 from rktnetes.image.manifest import ImageConfig
-from rktnetes.pod.manifest import App, NetworkRequest, PodManifest, Volume
+from rktnetes.pod.manifest import App, NetworkRequest, PodManifest, PortForward, Volume
 from rktnetes.pod.store import PREPARE, PREPARED, Pod, PodLock, PodStore
 from rktnetes.store import ImageRecord, Store
 
@@ -32,7 +33,6 @@ from .volumes import parse_volume
 log = logging.getLogger(__name__)
 
 RESTART_POLICIES = ("never", "on-failure", "always")
-NETWORKS = ("none", "host", "default")
 PULL_POLICIES = ("new", "update", "never")
 INSECURE_OPTIONS = ("none", "image", "tls", "http", "pubkey", "capabilities", "paths", "seccomp",
                     "ondisk", "all-fetch", "all-run", "all")
@@ -53,6 +53,11 @@ class PodOptions:
     annotations: list[str] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)
     net: list[str] = field(default_factory=list)
+    ports: list[str] = field(default_factory=list)         # --port NAME:[HOSTIP:]HOSTPORT
+    dns: list[str] = field(default_factory=list)
+    dns_search: list[str] = field(default_factory=list)
+    dns_opt: list[str] = field(default_factory=list)
+    hosts_entries: list[str] = field(default_factory=list)  # --hosts-entry IP=HOST
     pull_policy: str = "new"
     insecure_options: list[str] = field(default_factory=list)
     quiet: bool = False
@@ -82,22 +87,94 @@ def parse_insecure(values: list[str]) -> set[str]:
     return out
 
 
-def parse_networks(values: list[str]) -> list[NetworkRequest]:
-    """Until networking lands, `default` gets the same loopback-only namespace as `none`."""
-    names: list[str] = []
-    for v in values or ["default"]:
-        for n in v.split(","):
-            n = n.strip().split(":", 1)[0]
-            if n not in NETWORKS:
-                raise UsageError(f"--net={n}: networking is not available yet "
-                                 f"(use --net=none, --net=host or --net=default)")
-            if n not in names:
-                names.append(n)
-    if "host" in names and len(names) > 1:
-        raise UsageError("--net=host cannot be combined with other networks")
-    if names == ["default"]:
-        names = ["none"]
-    return [NetworkRequest(n) for n in names]
+# -- pod-level network flags: --net, --port, --dns*, --hosts-entry, --hostname -------------
+
+
+def _split_list(values: list[str]) -> list[str]:
+    """Repeatable flags that also take comma lists (`--dns 1.1.1.1,8.8.8.8`)."""
+    return [x.strip() for v in values for x in v.split(",") if x.strip()]
+
+
+def parse_hosts_entries(values: list[str]) -> dict[str, list[str]]:
+    """`--hosts-entry IP=HOST[,HOST...]` (repeatable) -> {ip: [names]}."""
+    out: dict[str, list[str]] = {}
+    for v in values:
+        ip, eq, names = v.partition("=")
+        hosts = [h.strip() for h in names.replace(" ", ",").split(",") if h.strip()]
+        if not eq or not hosts:
+            raise UsageError(f"--hosts-entry {v!r}: expected IP=HOSTNAME")
+        try:
+            ip = str(ipaddress.ip_address(ip.strip()))
+        except ValueError:
+            raise UsageError(f"--hosts-entry {v!r}: {ip.strip()!r} is not an IP address") from None
+        for h in hosts:
+            if not _HOSTNAME_RE.match(h):
+                raise UsageError(f"--hosts-entry {v!r}: {h!r} is not a valid host name")
+        out.setdefault(ip, [])
+        out[ip] += [h for h in hosts if h not in out[ip]]
+    return out
+
+
+def parse_dns(values: list[str]) -> list[str]:
+    """`--dns IP` (repeatable, comma lists), or rkt's `host` / `none`."""
+    servers = _split_list(values)
+    if any(s in ("host", "none") for s in servers):
+        if len(servers) > 1:
+            raise UsageError("--dns=host and --dns=none cannot be combined with other servers")
+        return servers
+    for s in servers:
+        try:
+            ipaddress.ip_address(s)
+        except ValueError:
+            raise UsageError(f"--dns {s!r}: not an IP address (or host, none)") from None
+    return servers
+
+
+def _check_port_syntax(values: list[str]) -> None:
+    """The host side of each --port, before any fetch (the name needs the images' config)."""
+    from rktnetes.net import parse_port_flag
+
+    for v in values:
+        name = v.partition(":")[0]
+        parse_port_flag(v, {name: "1/tcp"} if name else {})
+
+
+def network_fields(net: list[str], ports: list[str], *, stage1: str = "default",
+                   exposed_ports: list[str] | dict[str, str] | None = None, dns: list[str] = (),
+                   dns_search: list[str] = (), dns_opt: list[str] = (),
+                   hosts_entries: list[str] = (), hostname: str = "") -> dict:
+    """The pod manifest fields for the pod-level network flags (`rkt run|prepare`, and
+    `rkt app sandbox`): {networks, ports, dns, dns_search, dns_options, hosts_entries,
+    hostname}. `exposed_ports` are the apps' images' ("80/tcp", ...); none known yet: only
+    PORT/PROTO names work. Pure: checks syntax; `check_network_setup` checks the host."""
+    from rktnetes.net import check_port_forwards, parse_net_flags, parse_port_flag
+
+    if hostname and not _HOSTNAME_RE.match(hostname):
+        raise UsageError(f"--hostname {hostname!r}: not a valid host name")
+    if stage1 == "fly":
+        requests = parse_net_flags(net)          # still checked, though fly uses the host's
+        if any(r.name != "host" for r in requests) and net:
+            raise UsageError("the fly stage1 always uses the host network (--net=host)")
+        requests = [NetworkRequest("host")]
+    else:
+        requests = parse_net_flags(net)
+    exposed = exposed_ports or []
+    forwards: list[PortForward] = check_port_forwards([parse_port_flag(p, exposed)
+                                                       for p in ports])
+    if forwards and [r.name for r in requests] in (["host"], ["none"]):
+        raise UsageError(f"--port needs a pod network; --net={requests[0].name} has none")
+    return {"networks": requests, "ports": forwards, "dns": parse_dns(list(dns)),
+            "dns_search": _split_list(list(dns_search)), "dns_options": _split_list(list(dns_opt)),
+            "hosts_entries": parse_hosts_entries(list(hosts_entries)), "hostname": hostname}
+
+
+def check_network_setup(paths: Paths, networks: list[NetworkRequest],
+                        ports: list[PortForward]) -> None:
+    """What can be checked on the host before a pod exists: the networks are defined and
+    parse, their plugins are installed, the host ports are free. NetworkError (one line)."""
+    from rktnetes.net.setup import preflight
+
+    preflight(paths, networks, ports)
 
 
 def available_stage1s() -> list[str]:
@@ -116,8 +193,6 @@ def check_options(o: PodOptions) -> None:
         raise UsageError(f"--restart={o.restart}: use never, on-failure or always")
     if o.pull_policy not in PULL_POLICIES:
         raise UsageError(f"--pull-policy={o.pull_policy}: use new, update or never")
-    if o.hostname and not _HOSTNAME_RE.match(o.hostname):
-        raise UsageError(f"--hostname {o.hostname!r}: not a valid host name")
 
 
 def resolve_image(paths: Paths, store: Store, name: str, o: PodOptions) -> ImageRecord:
@@ -173,7 +248,10 @@ def build_manifest(paths: Paths, o: PodOptions, flags: list[AppFlags]) -> PodMan
     volumes = [parse_volume(v) for v in o.volumes]
     annotations = parse_kv_list(o.annotations, "--annotation")
     labels = parse_kv_list(o.labels, "--label")
-    networks = parse_networks(o.net)
+    # syntax only: port names need the images' exposed ports
+    net = network_fields(o.net, [], stage1=o.stage1, dns=o.dns, dns_search=o.dns_search,
+                         dns_opt=o.dns_opt, hosts_entries=o.hosts_entries, hostname=o.hostname)
+    _check_port_syntax(o.ports)
     names = assign_names(flags)
     if o.interactive and len(flags) != 1:
         raise UsageError("--interactive needs exactly one app")
@@ -193,18 +271,25 @@ def build_manifest(paths: Paths, o: PodOptions, flags: list[AppFlags]) -> PodMan
         _dry = build_app("x", "", f.image, _EMPTY_CFG, _with_exec(f), files)
     store = Store(paths.store)
     apps = []
+    exposed: list[str] = []
     for f, name, files in zip(flags, names, env_files):
         rec = resolve_image(paths, store, f.image, o)
-        app = build_app(name, rec.id, f.image, image_config(store, rec), f, files)
+        cfg = image_config(store, rec)
+        exposed += [p for p in cfg.exposed_ports if p not in exposed]
+        app = build_app(name, rec.id, f.image, cfg, f, files)
         app.interactive = o.interactive
         app.tty = o.interactive and sys.stdin.isatty()
         check_exec(app, image_fs(store, rec))
         apps.append(app)
     check_volumes(apps, volumes)
+    if o.ports:
+        net["ports"] = network_fields(o.net, o.ports, stage1=o.stage1,
+                                      exposed_ports=exposed)["ports"]
+    check_network_setup(paths, net["networks"], net["ports"])
     uuid = str(uuidlib.uuid4())
+    net["hostname"] = net["hostname"] or f"rkt-{uuid[:8]}"
     return PodManifest(uuid=uuid, apps=apps, volumes=volumes, annotations=annotations, labels=labels,
-                       stage1=o.stage1, restart=o.restart, networks=networks,
-                       hostname=o.hostname or f"rkt-{uuid[:8]}", created_at=time.time())
+                       stage1=o.stage1, restart=o.restart, created_at=time.time(), **net)
 
 
 _EMPTY_CFG = ImageConfig("linux", "", [], [], ["/x"], [], "", "", [], {}, "", {})
@@ -249,3 +334,24 @@ def discard(paths: Paths, pod: Pod, lock: PodLock) -> None:
         log.warning("could not remove pod %s: %s", pod.uuid, e)
     finally:
         lock.close()
+
+
+def set_networks(paths: Paths, pod: Pod, net: list[str]) -> None:
+    """`rkt run-prepared --net ...`: replace the networks a prepared pod was made with.
+    The caller holds the pod's lock."""
+    from rktnetes.net import parse_net_flags
+
+    pod.refresh()
+    if pod.state != PREPARED:
+        raise PodError(f"pod {pod.uuid} is {pod.state}, not prepared")
+    m = pod.manifest()
+    requests = parse_net_flags(net)
+    if m.stage1 == "fly":
+        if [r.name for r in requests] != ["host"]:
+            raise UsageError("the fly stage1 always uses the host network (--net=host)")
+    if m.ports and [r.name for r in requests] in (["host"], ["none"]):
+        raise UsageError(f"pod {pod.uuid} forwards ports: --net={requests[0].name} has no "
+                         f"pod network to forward them to")
+    check_network_setup(paths, requests, m.ports)
+    m.networks = requests
+    pod.save_manifest(m)

@@ -63,7 +63,7 @@ def pod_status(pod: Pod) -> PodStatus:
         raise PodError(f"pod {pod.uuid}: unreadable manifest: {e}") from None
     ps = pod.pod_state()
     state = DISPLAY.get(pod.state, pod.state)
-    error = str(ps.get("error") or "")
+    error = str(ps.get("error") or ps.get("setup_error") or "")
     if pod.state == RUN and not pod.is_locked():
         try:
             pod.refresh()

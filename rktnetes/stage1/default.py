@@ -33,7 +33,9 @@ class DefaultStage1(Stage1):
         from . import podfiles
 
         ctx.state["oci_runtime"] = select_runtime(ctx.paths.config)
-        podfiles.write_etc(ctx.dir, ctx.manifest, ctx.hostname)
+        if not all((ctx.dir / "etc" / n).exists() for n in podfiles.ETC_FILES):
+            # normally written with the pod's networks (supervise.actions.setup)
+            podfiles.write_etc(ctx.dir, ctx.manifest, ctx.hostname)
         podfiles.make_empty_volumes(ctx.dir, ctx.manifest)
         ctx.journal("cgroup", path=ctx.cgroup())   # the apps' parent; the runtime creates it
         # one /dev/shm for the whole pod, as the apps share an IPC namespace
@@ -43,11 +45,17 @@ class DefaultStage1(Stage1):
         lsys.mount("shm", str(shm), "tmpfs", lsys.MS_NOSUID | lsys.MS_NODEV | lsys.MS_NOEXEC,
                    f"mode=1777,size={SHM_SIZE}")
         hostname, netns = ctx.hostname, ctx.netns_path
+        # The network namespace: the one the networking code made for the pod (CNI or
+        # loopback only); the host's own for a host-network pod; a fresh loopback-only one
+        # when neither was given (a pod set up without the networking code).
+        host_net = ctx.manifest.host_network and not netns
 
         def enter_namespaces() -> None:
             os.setsid()  # out of the terminal's process group: ^C is for the monitor
             if netns:
                 lsys.setns(netns, lsys.CLONE_NEWNET)
+                lsys.unshare(lsys.CLONE_NEWIPC | lsys.CLONE_NEWUTS)
+            elif host_net:
                 lsys.unshare(lsys.CLONE_NEWIPC | lsys.CLONE_NEWUTS)
             else:
                 lsys.unshare(lsys.CLONE_NEWNET | lsys.CLONE_NEWIPC | lsys.CLONE_NEWUTS)

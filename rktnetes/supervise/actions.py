@@ -28,10 +28,28 @@ def _app(ctx: PodContext, name: str):
     return app
 
 
+# The key of setup's result under which it hands the monitor facts for the top level of the
+# pod's state.json (`netns_path`, `networks`); the rest of the result is the stage1's state.
+POD_STATE = "_pod_state"
+
+
 def setup(data: str, config: str, uuid: str, state: dict) -> dict:
+    """The pod's networks (CNI, in a netns of its own unless it uses the host's), its
+    /etc/resolv.conf, hosts and hostname, then the flavor's setup_pod. A network that fails
+    leaves nothing (setup_networks undoes its own work); a failure after it is undone by
+    the journal cleanup of `teardown`."""
+    from rktnetes.net import NetworkStatus, pod_dns_files, setup_networks, status_entries
+
     ctx, s1 = _ctx(data, config, uuid, state)
+    m = ctx.manifest
+    if m.host_network:
+        st = NetworkStatus("host")
+    else:
+        st = setup_networks(ctx.paths, ctx.dir, uuid, m.networks, m.ports)
+    ctx.netns_path = st.netns
+    pod_dns_files(ctx.dir, m, st)
     s1.setup_pod(ctx)
-    return ctx.state
+    return {**ctx.state, POD_STATE: {"netns_path": st.netns, "networks": status_entries(st)}}
 
 
 def start(data: str, config: str, uuid: str, state: dict, name: str,

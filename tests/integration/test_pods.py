@@ -295,7 +295,7 @@ def test_gc_mark_and_sweep(r):
     (["--stage1=fly", IMAGE, IMAGE], "one app"),
     ([IMAGE, "--bogus-flag"], "bogus"),
     ([IMAGE, "--set-env", "NOVALUE"], "NAME=VALUE"),
-    (["--net=mynet", IMAGE], "networking"),
+    (["--net=mynet", IMAGE], "unknown network 'mynet'"),
 ])
 def test_bad_input_leaves_nothing(r, args, msg):
     for verb in ("run", "prepare"):

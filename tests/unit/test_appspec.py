@@ -14,7 +14,7 @@ from rktnetes.image.manifest import ImageConfig
 from rktnetes.pod.manifest import Mount, Volume
 from rktnetes.stage0 import appspec as a
 from rktnetes.stage0.imagefs import LayeredFS
-from rktnetes.stage0.prepare import parse_insecure, parse_kv_list, parse_networks
+from rktnetes.stage0.prepare import network_fields, parse_insecure, parse_kv_list
 from rktnetes.stage0.volumes import parse_mount, parse_volume
 
 
@@ -150,12 +150,16 @@ def test_pod_options():
     assert parse_kv_list(["a=b", "c=d=e"], "--annotation") == {"a": "b", "c": "d=e"}
     with pytest.raises(UsageError):
         parse_kv_list(["nokey"], "--label")
-    assert [n.name for n in parse_networks([])] == ["none"]
-    assert [n.name for n in parse_networks(["host"])] == ["host"]
+    assert [n.name for n in network_fields([], [])["networks"]] == ["default"]
+    assert [n.name for n in network_fields(["host"], [])["networks"]] == ["host"]
+    assert [n.name for n in network_fields(["a,b:K=V"], [])["networks"]] == ["a", "b"]
+    assert [n.name for n in network_fields([], [], stage1="fly")["networks"]] == ["host"]
     with pytest.raises(UsageError):
-        parse_networks(["mynet"])
+        network_fields(["host,none"], [])
     with pytest.raises(UsageError):
-        parse_networks(["host,none"])
+        network_fields(["default"], [], stage1="fly")
+    with pytest.raises(UsageError):
+        network_fields(["none"], ["80/tcp:8080"])
     assert parse_insecure(["http,tls"]) == {"http", "tls"}
     with pytest.raises(UsageError):
         parse_insecure(["everything"])
@@ -233,3 +237,22 @@ def test_layered_fs(tmp_path):
     assert not fs.is_executable("/bin/busybox/x")
     assert fs.is_dir("/usr/bin") and fs.is_dir("/")
     assert fs.which("nope", "/bin") is None
+
+
+def test_network_fields_dns_ports_hosts():
+    f = network_fields(["n1"], ["http:127.0.0.1:8080", "53/udp:5353"],
+                       exposed_ports={"http": "80/tcp"}, dns=["1.1.1.1,8.8.8.8"],
+                       dns_search=["a.example"], dns_opt=["ndots:2"],
+                       hosts_entries=["10.0.0.1=db", "10.0.0.1=db2"], hostname="web")
+    assert [(p.container_port, p.protocol, p.host_ip, p.host_port) for p in f["ports"]] == \
+        [(80, "tcp", "127.0.0.1", 8080), (53, "udp", "", 5353)]
+    assert f["dns"] == ["1.1.1.1", "8.8.8.8"] and f["dns_search"] == ["a.example"]
+    assert f["dns_options"] == ["ndots:2"] and f["hosts_entries"] == {"10.0.0.1": ["db", "db2"]}
+    assert f["hostname"] == "web"
+    assert network_fields([], [], dns=["none"])["dns"] == ["none"]
+    for bad in ({"dns": ["nope"]}, {"dns": ["host,1.1.1.1"]}, {"hosts_entries": ["x=y"]},
+                {"hosts_entries": ["10.0.0.1"]}, {"hostname": "-bad"}):
+        with pytest.raises(UsageError):
+            network_fields([], [], **bad)
+    with pytest.raises(UsageError):
+        network_fields([], ["80/tcp:8080", "81/tcp:8080"])
