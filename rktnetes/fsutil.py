@@ -13,9 +13,12 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
-def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write to a temporary sibling, fsync, then rename: readers see old or new, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644, mkdir: bool = True) -> None:
+    """Write to a temporary sibling, fsync, then rename: readers see old or new, never half.
+    mkdir=False: the directory must exist (FileNotFoundError otherwise), e.g. inside a pod
+    directory that may have been renamed meanwhile, which must never be re-created."""
+    if mkdir:
+        path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -30,8 +33,9 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
         raise
 
 
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+def atomic_write_json(path: Path, obj: Any, mkdir: bool = True) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode(),
+                       mkdir=mkdir)
 
 
 def read_json(path: Path) -> Any:

@@ -3,6 +3,6 @@
 Each module exposes `register(subparsers, common_parser)` and sets `func(args, paths) -> int`.
 """
 
-from . import api_cmd, fetch_cmd, image_cmd, pod_cmds, run_cmds
+from . import api_cmd, app_cmds, fetch_cmd, image_cmd, pod_cmds, run_cmds
 
-MODULES = [fetch_cmd, image_cmd, run_cmds, pod_cmds, api_cmd]
+MODULES = [fetch_cmd, image_cmd, run_cmds, pod_cmds, api_cmd, app_cmds]

@@ -34,6 +34,9 @@ def register(sub, common) -> None:
     add_uuid_args(p)
     p.add_argument("--wait", nargs="?", const="forever", default=None, metavar="DURATION",
                    help="wait for the pod to exit (at most DURATION, e.g. 30s) before printing")
+    p.add_argument("--wait-ready", nargs="?", const="forever", default=None, metavar="DURATION",
+                   help="wait until the pod is started and ready (at most DURATION) before "
+                   "printing")
     add_format_flag(p)
     p.set_defaults(func=cmd_status)
 
@@ -107,6 +110,17 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")
 
 
+def _networks(s: stmod.PodStatus) -> str:
+    """rkt's form: `default:ip4=172.16.28.2,other:ip4=10.1.0.2`; names only until the pod
+    has addresses (and for host/none)."""
+    out = []
+    for n in s.networks:
+        ips = [ip.split("/", 1)[0] for ip in (n.get("ips") or ([n["ip"]] if n.get("ip") else []))]
+        addrs = ",".join(f"{'ip6' if ':' in ip else 'ip4'}={ip}" for ip in ips)
+        out.append(n.get("name", "?") + (f":{addrs}" if addrs else ""))
+    return ",".join(out) or "-"
+
+
 def cmd_list(args, paths: Paths) -> int:
     pods = stmod.list_pods(PodStore(paths.pods))
     if args.format == "json":
@@ -121,8 +135,8 @@ def cmd_list(args, paths: Paths) -> int:
             first = i == 0
             rows.append([uuid if first else "", a.name if a else "-", image,
                          s.state if first else "", when(s.created_at) if first else "",
-                         when(s.started_at) if first else ""])
-    headers = ["UUID", "APP", "IMAGE NAME", "STATE", "CREATED", "STARTED"]
+                         when(s.started_at) if first else "", _networks(s) if first else ""])
+    headers = ["UUID", "APP", "IMAGE NAME", "STATE", "CREATED", "STARTED", "NETWORKS"]
     if args.no_legend:
         for r in rows:
             print("\t".join(r).rstrip())
@@ -135,7 +149,11 @@ def cmd_status(args, paths: Paths) -> int:
     if args.wait not in (None, "forever", "true", "false") and not args.uuid and not args.uuid_file:
         # `--wait UUID`: argparse gave the UUID to --wait; as rkt, a value needs `--wait=`
         args.uuid, args.wait = args.wait, "forever"
+    if args.wait_ready not in (None, "forever") and not args.uuid and not args.uuid_file:
+        args.uuid, args.wait_ready = args.wait_ready, "forever"   # `--wait-ready UUID`
     (pod,) = pods_from_args(paths, args)
+    if args.wait_ready is not None:
+        _wait_ready(pod, args.wait_ready)
     if args.wait is not None and args.wait != "false":
         timeout = None if args.wait in ("forever", "true") else parse_duration(args.wait, "--wait")
         s = stmod.wait_exited(pod, timeout)
@@ -152,8 +170,7 @@ def cmd_status(args, paths: Paths) -> int:
         lines.append(("finished", _iso(s.finished_at)))
     if s.error:
         lines.append(("error", s.error))
-    lines.append(("networks", ",".join(n.get("name", "?") + (f":ip4={n['ip']}" if n.get("ip") else "")
-                                       for n in s.networks) or "-"))
+    lines.append(("networks", _networks(s)))
     for a in s.apps:
         code = "-" if a.exit_code is None else str(a.exit_code)
         detail = f"{a.state}"
@@ -175,6 +192,15 @@ def cmd_status(args, paths: Paths) -> int:
     for k, v in lines:
         print(f"{k}={v}")
     return 0
+
+
+def _wait_ready(pod, wait: str) -> None:
+    from rktnetes.errors import PodError
+    from rktnetes.supervise.control import wait_ready
+
+    timeout = 1e9 if wait == "forever" else parse_duration(wait, "--wait-ready")
+    if not wait_ready(pod, timeout):
+        raise PodError(f"pod {pod.uuid} not ready after {wait}")
 
 
 # -- stop / rm ----------------------------------------------------------------------------

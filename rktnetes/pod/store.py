@@ -33,6 +33,10 @@ GARBAGE = "garbage"
 STATES = (EMBRYO, PREPARE, PREPARED, RUN, EXITED_GARBAGE, GARBAGE)
 CREATING_PREFIX = ".creating-"
 CREATING_LOCK = ".creating.lock"
+# Mutable pods: the running pod's lock is its monitor's for its whole life, so changes to its set
+# of apps (pod.json's app list, per-app requests) are serialized by an flock on this file instead,
+# taken by `rkt app ...` (exclusive) and by the monitor while it acts on them (shared).
+APPS_LOCK = "apps.lock"
 
 
 class PodLock:
@@ -63,6 +67,28 @@ class PodLock:
         """Hand the locked descriptor to a child (the monitor) so it keeps the lock after we exit."""
         os.set_inheritable(self.fd, True)
         return self.fd
+
+
+class AppsLock:
+    """An flock on a pod's apps.lock; a context manager holding it exclusively."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+
+    def acquire(self, shared: bool = False) -> None:
+        fcntl.flock(self.fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> "AppsLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 @dataclass
@@ -105,6 +131,17 @@ class Pod:
             return True
         finally:
             lk.close()
+
+    def apps_lock(self) -> "AppsLock":
+        """The lock on the pod's set of apps (see APPS_LOCK), not yet acquired. The file moves
+        with the pod, so a holder keeps it across a rename of the pod directory."""
+        for _ in range(5):
+            try:
+                return AppsLock(os.open(self.path / APPS_LOCK,
+                                        os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644))
+            except FileNotFoundError:  # the pod moved (never re-create its old directory)
+                self.refresh()
+        raise PodError(f"pod {self.uuid} keeps moving; try again")
 
     def move(self, new_state: str) -> None:
         """Rename into another state directory. The caller holds the pod's lock."""

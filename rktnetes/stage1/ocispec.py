@@ -66,9 +66,35 @@ def normalize_cap(name: str) -> str:
     return n
 
 
+# capability numbers (linux/capability.h), to read a CapBnd mask
+CAP_NUMBERS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
+               "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
+               "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
+               "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO",
+               "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN",
+               "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME",
+               "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE",
+               "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN",
+               "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
+               "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE"]
+
+
+def host_capabilities() -> list[str]:
+    """The capabilities we can grant: our own bounding set (a privileged app gets what the
+    host has — a kernel or an enclosing container may lack some, and the runtime fails on
+    those). Every known one if /proc cannot tell."""
+    try:
+        with open("/proc/self/status") as f:
+            mask = next(int(line.split()[1], 16) for line in f if line.startswith("CapBnd:"))
+    except (OSError, StopIteration, ValueError):
+        return list(ALL_CAPS)
+    have = {c for i, c in enumerate(CAP_NUMBERS) if mask >> i & 1}
+    return [c for c in ALL_CAPS if c in have]
+
+
 def capabilities(app: App) -> list[str]:
     if app.privileged:
-        return list(ALL_CAPS)
+        return host_capabilities()
     caps = [normalize_cap(c) for c in app.caps_retain] if app.caps_retain else list(DEFAULT_CAPS)
     drop = {normalize_cap(c) for c in app.caps_remove}
     return [c for c in caps if c not in drop]

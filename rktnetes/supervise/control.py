@@ -4,7 +4,6 @@ waiting for the end, and a liveness check that survives pid reuse.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -62,16 +61,28 @@ def request_stop(pod: Pod, timeout: float = 10.0, force: bool = False) -> bool:
 
 def request_app(pod: Pod, app: str, what: str, timeout: float | None = None) -> bool:
     """Mutable pods: ask the monitor to start (`what`="start") or stop an app it knows from
-    pod.json. The caller holds the pod's lock while it changes pod.json."""
+    pod.json. The caller holds the pod's apps lock (Pod.apps_lock); the monitor deletes the
+    request once it has acted on it. False if no monitor runs."""
     pid = monitor_alive(pod)
     if not pid:
         return False
-    data = json.dumps({"timeout": timeout} if timeout is not None else {})
     path = pod.app_dir(app) / f"{what}-request"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(data)
-    os.kill(pid, signal.SIGHUP)
+    atomic_write_json(path, {"timeout": timeout} if timeout is not None else {}, mkdir=False)
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except ProcessLookupError:
+        return False
     return True
+
+
+def notify(pod: Pod) -> None:
+    """SIGHUP the monitor: pod.json changed (an app added or removed)."""
+    pid = monitor_alive(pod)
+    if pid:
+        try:
+            os.kill(pid, signal.SIGHUP)
+        except ProcessLookupError:
+            pass
 
 
 def wait_exited(pod: Pod, timeout: float | None = None, interval: float = 0.05) -> bool:

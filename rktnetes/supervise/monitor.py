@@ -9,8 +9,11 @@ subreaper of everything it starts, so containers' inits (orphaned by `runc run -
 become its children and their exit status comes to it.
 
 Stop protocol: write `stop-request.json` ({"timeout": seconds, "force": bool}) in the pod dir,
-then SIGTERM the monitor. Mutable pods: after changing pod.json (under the lock), create
-`apps/<name>/start-request` or `apps/<name>/stop-request` ({"timeout": s}) and SIGHUP it.
+then SIGTERM the monitor. Mutable pods (`rkt app ...`, see rktnetes.stage0.apps): under the pod's
+apps lock (an flock on `apps.lock`), change pod.json and/or create `apps/<name>/start-request` or
+`apps/<name>/stop-request` ({"timeout": s}), then SIGHUP the monitor. It re-reads pod.json and acts
+on the requests under the same lock (shared), deleting each request once acted on: a request
+file gone means "done" (started, or stop signal sent). Apps no longer in pod.json are forgotten.
 
 Lean on purpose (hundreds run on a node): stage1 work that needs heavy imports (bundles, specs,
 rootfs) runs in a short-lived forked child, so those modules never load in the monitor itself.
@@ -19,6 +22,7 @@ rootfs) runs in a short-lived forked child, so those modules never load in the m
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import os
 import select
@@ -34,6 +38,8 @@ DEFAULT_STOP_TIMEOUT = 10.0
 START_ERROR_CODE = 128          # what Kubernetes reports for a container that never started
 BACKOFF_FIRST, BACKOFF_MAX = 0.1, 10.0
 STOP_REQUEST = "stop-request.json"
+APPS_LOCK = "apps.lock"         # rktnetes.pod.store.APPS_LOCK
+RECONCILE_RETRY = 0.01          # the apps lock is busy (a `rkt app` command): try again then
 
 # rktnetes.pod.state's names and AppState fields: the monitor writes the same JSON documents
 # without importing the dataclass modules (see the module docstring).
@@ -88,6 +94,7 @@ class AppRun:
         self.restart_at = 0.0       # >0: a restart is due then (monotonic)
         self.kill_at = 0.0          # >0: SIGKILL then (end of the stop grace period)
         self.no_restart = False     # stopped on request: stays down
+        self.fds: list[int] = []    # its stdout/stderr pipes (read ends) still open
 
     @property
     def name(self) -> str:
@@ -117,6 +124,7 @@ class Monitor:
         except (OSError, ValueError):
             self.pod_state = {}
         self.wake_r = -1
+        self.reconcile_at = 0.0     # >0: a SIGHUP is pending, the apps lock was busy
 
     # -- files ---------------------------------------------------------------------------------
 
@@ -218,6 +226,7 @@ class Monitor:
                 for fd in stdio:
                     os.close(fd)
         for fd, stream, echo in pipes:
+            run.fds.append(fd)
             os.set_blocking(fd, False)
             self.streams[fd] = (LineWriter(run.log_fd, stream), echo if self.foreground else -1)
             self.poll.register(fd, select.POLLIN)
@@ -286,6 +295,9 @@ class Monitor:
                 echo = -1
 
     def close_stream(self, fd: int) -> None:
+        for run in self.runs.values():
+            if fd in run.fds:
+                run.fds.remove(fd)
         writer, _ = self.streams.pop(fd)
         writer.close()
         self.poll.unregister(fd)
@@ -330,7 +342,29 @@ class Monitor:
             self.stop_app(run, timeout, force)
 
     def reconcile(self) -> None:
-        """SIGHUP: pod.json changed (apps added or removed) or per-app requests appeared."""
+        """SIGHUP: pod.json changed (apps added or removed) or per-app requests appeared. Runs
+        under the apps lock (shared); if a `rkt app` command holds it, retried a moment later."""
+        try:
+            fd = os.open(os.path.join(self.dir, APPS_LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                         0o644)
+        except OSError:
+            fd = -1  # cannot happen short of a broken pod dir: act without the lock
+        if fd >= 0:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                self.reconcile_at = time.monotonic() + RECONCILE_RETRY
+                return
+        self.reconcile_at = 0.0
+        try:
+            self._reconcile()
+        finally:
+            if fd >= 0:
+                fcntl.flock(fd, fcntl.LOCK_UN)  # forked action children may hold copies
+                os.close(fd)
+
+    def _reconcile(self) -> None:
         try:
             self.manifest = _read_json(os.path.join(self.dir, "pod.json"))
         except (OSError, ValueError) as e:
@@ -342,24 +376,41 @@ class Monitor:
             run = self.runs.get(app["name"]) or self.add_app(app)
             run.app = app
             stop_req = os.path.join(self.app_dir(run.name), "stop-request")
-            if os.path.exists(stop_req):
+            stopped = os.path.exists(stop_req)
+            if stopped:
                 try:
-                    timeout = float((_read_json(stop_req) or {}).get("timeout")
-                                    or DEFAULT_STOP_TIMEOUT)
+                    timeout = (_read_json(stop_req) or {}).get("timeout")
+                    timeout = DEFAULT_STOP_TIMEOUT if timeout is None else float(timeout)
                 except (OSError, ValueError, AttributeError, TypeError):
                     timeout = DEFAULT_STOP_TIMEOUT
                 self.stop_app(run, timeout, False)
                 _unlink(stop_req)
             start_req = os.path.join(self.app_dir(run.name), "start-request")
             if os.path.exists(start_req):
-                _unlink(start_req)
-                if not run.running and not self.stopping and run.st["state"] == CREATED:
-                    run.no_restart = False
-                    self.start(run)
-        for name in [n for n, r in self.runs.items() if n not in names and not r.running]:
-            run = self.runs.pop(name)
+                if not run.running and run.st["state"] == CREATED and not stopped:
+                    if self.stopping:
+                        run.st.update(state=EXITED, exit_code=START_ERROR_CODE,
+                                      reason=START_ERROR, message="the pod is stopping",
+                                      finished_at=time.time())
+                        self.save_app_state(run)
+                    else:
+                        run.no_restart = False
+                        self.start(run)
+                _unlink(start_req)  # after the start: its absence tells `rkt app start` "done"
+        for name in [n for n in self.runs if n not in names]:
+            run = self.runs[name]
+            if run.running:  # `rkt app rm` removes exited apps only; never leave one behind
+                self.stop_app(run, 0, True)
+                continue
+            del self.runs[name]
+            for fd in list(run.fds):
+                if fd in self.streams:
+                    self.read_stream(fd)
+                if fd in self.streams:
+                    self.close_stream(fd)
             if run.log_fd >= 0:
                 os.close(run.log_fd)
+                run.log_fd = -1
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -385,6 +436,8 @@ class Monitor:
         while not self.done():
             now = time.monotonic()
             due = [t for r in self.runs.values() for t in (r.restart_at, r.kill_at) if t > 0]
+            if self.reconcile_at:
+                due.append(self.reconcile_at)
             timeout = max(0, int((min(due) - now) * 1000) + 1) if due else None
             for fd, _ in self.poll.poll(timeout):
                 if fd == self.wake_r:
@@ -392,6 +445,8 @@ class Monitor:
                 elif fd in self.streams:
                     self.read_stream(fd)
             now = time.monotonic()
+            if self.reconcile_at and now >= self.reconcile_at:
+                self.reconcile()
             for run in list(self.runs.values()):
                 if run.kill_at and now >= run.kill_at and run.running:
                     run.kill_at = 0.0
@@ -445,10 +500,14 @@ class Monitor:
     def start_pod(self) -> None:
         setup_error = ""
         try:
-            self.stage1_state.update(self.action("setup"))
+            res = self.action("setup")
+            # top-level facts of the pod (netns_path, networks) vs. the stage1's own state
+            self.pod_state.update(res.pop("_pod_state", None) or {})
+            self.stage1_state.update(res)
         except ActionError as e:
             setup_error = str(e)
-        self.save_pod_state(infra_pid=self.stage1_state.get("infra_pid", 0))
+        self.save_pod_state(infra_pid=self.stage1_state.get("infra_pid", 0),
+                            **({"setup_error": setup_error} if setup_error else {}))
         for app in self.manifest.get("apps", []):
             run = self.add_app(app)
             if setup_error:
@@ -461,9 +520,10 @@ class Monitor:
             start_req = os.path.join(self.app_dir(run.name), "start-request")
             if self.manifest.get("sandbox") and not os.path.exists(start_req):
                 continue
+            ok = self.start(run)
             _unlink(start_req)
-            if not self.start(run):  # one app failed to start: end the pod cleanly
-                self.begin_stop()
+            if not ok and not self.manifest.get("sandbox"):
+                self.begin_stop()  # one app failed to start: end the pod cleanly
         if setup_error:
             self.stopping = True
             if self.foreground:
@@ -498,9 +558,18 @@ class Monitor:
             _echo(2, f"rkt: cleanup: {e}\n".encode())
         self.reap()  # the infra process (and any orphan) was ours as subreaper: no zombies
         self.save_pod_state(finished_at=time.time(), exit_code=self.exit_code())
-        # the move is one rename under the lock we hold (Pod.move without its imports)
+        # the move is one rename under the lock we hold (Pod.move without its imports), and
+        # under the apps lock: a `rkt app` command that saw the pod running finishes first
+        try:
+            apps_fd = os.open(os.path.join(self.dir, APPS_LOCK),
+                              os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fcntl.flock(apps_fd, fcntl.LOCK_EX)
+        except OSError:
+            apps_fd = -1
         os.makedirs(os.path.join(self.pods, "exited-garbage"), exist_ok=True)
         os.rename(self.dir, os.path.join(self.pods, "exited-garbage", self.uuid))
+        if apps_fd >= 0:
+            os.close(apps_fd)
 
 
 def _noop(signum, frame) -> None:

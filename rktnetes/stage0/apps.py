@@ -1,0 +1,477 @@
+"""Mutable pods (`rkt app ...`): an empty sandbox pod whose apps are added, started, stopped and
+removed one at a time while it runs.
+
+The running pod's lock belongs to its monitor for the pod's whole life, so changes to the set of
+apps are serialized by a second lock, the pod's apps lock (`apps.lock`, Pod.apps_lock): every
+command here takes it exclusively for its short critical section, and the monitor takes it
+(shared) while it re-reads pod.json and acts on requests. The protocol, always in this order:
+
+1. under the apps lock: check the pod is a running sandbox; record the change on disk first —
+   `apps/<name>/state.json` ("created") and pod.json for `add`, `apps/<name>/start-request` or
+   `stop-request` for `start`/`stop` — then SIGHUP the monitor;
+2. release the lock (the monitor needs it to act), and wait for the request file to disappear
+   (the monitor deletes it once acted on) and the app's state to change.
+
+`rm` refuses a running app (unless forced), makes sure the monitor will never restart it (a stop
+request, acknowledged), then under the lock undoes the app's resources through its stage1 (runc
+delete, rootfs unmount, cgroup), drops it from pod.json and deletes its directory.
+
+A `kill -9` at any point leaves files the other commands understand: an app directory not named
+in pod.json is a leftover (ignored, replaced by a later `add` of that name, removed with the
+pod); a request file the monitor has not seen yet is acted on at its next SIGHUP; a pod whose
+monitor died is cleaned up by `rkt stop`/`rm`/`gc` from its resource journal as any other pod.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from rktnetes.config import Paths
+from rktnetes.errors import NotFoundError, PodError, RktError, UsageError
+from rktnetes.fsutil import atomic_write_json, rmtree
+from rktnetes.pod import state as st
+from rktnetes.pod.manifest import App, Mount, PodManifest, Volume
+from rktnetes.pod.state import AppState
+from rktnetes.pod.store import PREPARED, RUN, Pod
+from rktnetes.supervise import control
+
+from . import prepare as prep
+from .appspec import AppFlags, build_app, default_app_name, parse_env_file
+from .volumes import check_name, parse_volume
+
+START_TIMEOUT = 60.0
+STOP_MARGIN = 30.0        # beyond the grace period, for the monitor to reap and clean up
+STOPPING = "stop-request.json"
+
+
+# -- sandbox ------------------------------------------------------------------------------------
+
+@dataclass
+class SandboxOptions:
+    pod: prep.PodOptions          # its net, port, DNS and hosts fields as for `rkt run`
+    uuid_file: str = ""
+
+
+def sandbox(paths: Paths, o: SandboxOptions) -> Pod:
+    """Create and start an empty mutable pod; returns once its monitor reports it ready."""
+    from . import run as runmod
+
+    if o.pod.stage1 == "fly":
+        raise UsageError("a sandbox needs namespaces for its apps to share: the fly stage1 "
+                         "cannot run one (use --stage1=default)")
+    pod, lock = prep.prepare(paths, o.pod, [])   # the pod-level flags checked as for `rkt run`
+    try:
+        m = pod.manifest()
+        m.sandbox = True
+        pod.save_manifest(m)
+        runmod.start(paths, pod, lock, detach=True, uuid_file=o.uuid_file)
+    except BaseException:
+        if pod.state == PREPARED:
+            prep.discard(paths, pod, lock)
+        else:
+            lock.close()
+        raise
+    pod.refresh()
+    ps = pod.pod_state()
+    if pod.state != RUN or not ps.get("ready"):
+        why = ps.get("setup_error") or ps.get("error") or f"see {pod.path / 'monitor.log'}"
+        raise PodError(f"sandbox {pod.uuid} failed to start: {why}")
+    return pod
+
+
+# -- checks and the apps lock --------------------------------------------------------------------
+
+def monitor_alive(pod: Pod) -> bool:
+    """The pod's monitor runs: its pid is still its own, and the pod's lock is held (a killed
+    monitor may linger as a zombie, but its lock is gone)."""
+    return bool(control.monitor_alive(pod)) and pod.is_locked()
+
+
+def running(pod: Pod, need_sandbox: bool = True) -> PodManifest:
+    """The manifest of `pod` if it is running (monitor alive, not stopping) — and a sandbox."""
+    pod.refresh()
+    if pod.state != RUN or not monitor_alive(pod):
+        raise PodError(f"pod {pod.uuid} is not running")
+    if (pod.path / STOPPING).exists():
+        raise PodError(f"pod {pod.uuid} is stopping")
+    m = pod.manifest()
+    if need_sandbox and not m.sandbox:
+        raise PodError(f"pod {pod.uuid} is not a sandbox: apps are added to and removed from pods "
+                       f"made by `rkt app sandbox` only")
+    return m
+
+
+@contextlib.contextmanager
+def changing(pod: Pod, need_sandbox: bool = True) -> Iterator[PodManifest]:
+    """Hold the pod's apps lock; yields its manifest, checked to be a running sandbox."""
+    try:
+        lk = pod.apps_lock()
+    except NotFoundError:
+        raise PodError(f"pod {pod.uuid} is not running (it was removed)") from None
+    try:
+        lk.acquire()
+        yield running(pod, need_sandbox)
+    finally:
+        lk.close()
+
+
+def find_app(m: PodManifest, name: str) -> App:
+    app = m.app(name)
+    if app is None:
+        have = ", ".join(a.name for a in m.apps) or "none"
+        raise NotFoundError(f"pod {m.uuid} has no app {name!r} (apps: {have})")
+    return app
+
+
+def _save_manifest(pod: Pod, m: PodManifest) -> None:
+    # mkdir=False: never re-create the directory of a pod that moved meanwhile
+    atomic_write_json(pod.path / "pod.json", m.to_json(), mkdir=False)
+
+
+# -- add ------------------------------------------------------------------------------------------
+
+@dataclass
+class AddOptions:
+    """`rkt app add` flags beyond the `rkt run` app flags."""
+
+    mnt_volumes: list[str] = field(default_factory=list)   # NAME,kind=...,target=PATH
+    restart: str = ""
+    supplementary_gids: list[str] = field(default_factory=list)
+    no_new_privileges: bool | None = None
+    privileged: bool = False
+    stop_signal: str = ""
+    annotations: list[str] = field(default_factory=list)
+    pull_policy: str = "new"
+    insecure_options: list[str] = field(default_factory=list)
+
+
+def parse_mnt_volume(value: str) -> tuple[Volume, Mount]:
+    """rkt's `--mnt-volume=name=NAME,kind=host,source=PATH,target=PATH[,readOnly=true]`: a pod
+    volume and the app's mount of it in one flag."""
+    parts = [p for p in value.split(",") if p]
+    targets = [p for p in parts if p.startswith("target=")]
+    if len(targets) != 1:
+        raise UsageError(f"--mnt-volume {value!r}: expected NAME,kind=host|empty,...,target=PATH")
+    target = targets[0].partition("=")[2]
+    vol = parse_volume(",".join(p for p in parts if not p.startswith("target=")))
+    import posixpath
+
+    if not posixpath.isabs(target):
+        raise UsageError(f"--mnt-volume {value!r}: target must be an absolute path")
+    return vol, Mount(volume=vol.name, target=posixpath.normpath(target))
+
+
+def _split(values: list[str]) -> list[str]:
+    return [x.strip() for v in values for x in v.split(",") if x.strip()]
+
+
+def _parse_gids(values: list[str]) -> list[int]:
+    out = []
+    for g in _split(values):
+        if not g.isdigit():
+            raise UsageError(f"--supplementary-gids {g!r}: expected numbers (comma list)")
+        if int(g) not in out:
+            out.append(int(g))
+    return out
+
+
+def _unique_name(m: PodManifest, image: str) -> str:
+    base = default_app_name(image)
+    name, i = base, 2
+    while m.app(name) is not None:
+        name, i = f"{base}-{i}", i + 1
+    return name
+
+
+def add(paths: Paths, pod: Pod, f: AppFlags, x: AddOptions) -> str:
+    """Add an app (state `created`) to a running sandbox; returns its name. Nothing starts."""
+    from rktnetes.store import Store
+
+    running(pod)
+    # every pure check before any fetch or change
+    if f.name:
+        check_name(f.name, "--name")
+    if x.restart and x.restart not in prep.RESTART_POLICIES:
+        raise UsageError(f"--restart={x.restart}: use never, on-failure or always")
+    gids = _parse_gids(x.supplementary_gids)
+    mnt = [parse_mnt_volume(v) for v in x.mnt_volumes]
+    annotations = prep.parse_kv_list(x.annotations, "--annotation")
+    env_files = []
+    for p in f.env_files:
+        try:
+            env_files.append((p, parse_env_file(Path(p).read_text(), f"--set-env-file {p}")))
+        except OSError as e:
+            raise UsageError(f"--set-env-file {p}: {e.strerror or e}") from None
+    store = Store(paths.store)
+    opts = prep.PodOptions(pull_policy=x.pull_policy, insecure_options=x.insecure_options,
+                           quiet=True)
+    # the shared gc lock keeps the image until pod.json names it (as `rkt prepare`)
+    with store.gc_lock.held(shared=True):
+        rec = prep.resolve_image(paths, store, f.image, opts)
+        app = build_app(f.name or "app", rec.id, f.image, prep.image_config(store, rec), f,
+                        env_files)
+        app.mounts += [mt for _, mt in mnt]
+        app.restart = x.restart
+        app.supplementary_gids = gids
+        app.privileged = x.privileged
+        if x.no_new_privileges is not None:
+            app.no_new_privileges = x.no_new_privileges
+        if x.stop_signal:
+            app.stop_signal = x.stop_signal
+        app.annotations = annotations
+        prep.check_exec(app, prep.image_fs(store, rec))
+        with changing(pod) as m:
+            app.name = f.name or _unique_name(m, f.image)
+            if m.app(app.name) is not None:
+                raise PodError(f"pod {pod.uuid} already has an app named {app.name!r}")
+            volumes = list(m.volumes)
+            for vol, _ in mnt:
+                have = next((v for v in volumes if v.name == vol.name), None)
+                if have is None:
+                    volumes.append(vol)
+                elif have != vol:
+                    raise UsageError(f"--mnt-volume {vol.name}: the pod already has a different "
+                                     f"volume of that name")
+            prep.check_volumes([app], volumes)
+            for vol in volumes[len(m.volumes):]:
+                if vol.kind == "empty":
+                    _make_empty_volume(pod, vol)
+            # recorded on disk before it exists for anyone: its directory and state, then pod.json
+            d = pod.app_dir(app.name)
+            if d.exists():
+                _remove_leftover(pod, app.name)
+            (pod.path / "apps").mkdir(exist_ok=True)
+            d.mkdir()
+            atomic_write_json(d / "state.json",
+                              AppState(app.name, st.CREATED, created_at=time.time()).to_json(),
+                              mkdir=False)
+            m.volumes = volumes
+            m.apps.append(app)
+            _save_manifest(pod, m)
+    with contextlib.suppress(RktError, OSError):
+        store.images.touch(rec.id)
+    control.notify(pod)  # the monitor opens the app's log now, not on its first start
+    return app.name
+
+
+def _make_empty_volume(pod: Pod, vol: Volume) -> None:
+    import os
+
+    d = pod.path / "volumes" / vol.name
+    (pod.path / "volumes").mkdir(exist_ok=True)
+    d.mkdir(exist_ok=True)
+    os.chmod(d, int(vol.mode, 8))
+    os.chown(d, vol.uid, vol.gid)
+
+
+def _remove_leftover(pod: Pod, name: str) -> None:
+    """An app directory pod.json does not name: a `kill -9`ed `add` or `rm`. Deleted, unless
+    something is still mounted in it."""
+    from .podfs import mounts_under
+
+    d = pod.app_dir(name)
+    if mounts_under(d):
+        raise PodError(f"pod {pod.uuid}: a previous app {name!r} still has mounts; "
+                       f"try again or use another name")
+    rmtree(d)
+
+
+# -- start / stop / rm ----------------------------------------------------------------------------
+
+def _request_path(pod: Pod, name: str, what: str) -> Path:
+    return pod.app_dir(name) / f"{what}-request"
+
+
+def _wait(pod: Pod, name: str, what: str, done: Callable[[AppState], bool],
+          timeout: float) -> AppState:
+    """Until the monitor has acted on `apps/<name>/<what>-request` and `done(state)` holds."""
+    deadline = time.monotonic() + timeout
+    delay = 0.002
+    while True:
+        gone = not _request_path(pod, name, what).exists()
+        s = pod.app_state(name)
+        if gone and done(s):
+            return s
+        if not pod.app_dir(name).is_dir():
+            with contextlib.suppress(RktError, OSError):
+                pod.refresh()
+            if pod.state == RUN and pod.manifest().app(name) is None:
+                raise NotFoundError(f"app {name} was removed from pod {pod.uuid} meanwhile")
+        if not monitor_alive(pod):
+            raise PodError(f"pod {pod.uuid} stopped (or its monitor died) before app {name} "
+                           f"{'started' if what == 'start' else 'stopped'}")
+        if time.monotonic() > deadline:
+            raise PodError(f"app {name}: the pod's monitor did not {what} it within "
+                           f"{timeout:g}s")
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.05)
+
+
+def start(paths: Paths, pod: Pod, name: str, timeout: float = START_TIMEOUT) -> AppState:
+    with changing(pod) as m:
+        find_app(m, name)
+        s = pod.app_state(name)
+        if s.state == st.RUNNING:
+            raise PodError(f"app {name} is already running")
+        if s.state == st.EXITED:
+            raise PodError(f"app {name} has already run (it exited); remove it and add it again")
+        if not control.request_app(pod, name, "start"):
+            raise PodError(f"pod {pod.uuid} is not running")
+    s = _wait(pod, name, "start", lambda s: s.state != st.CREATED, timeout)
+    if s.state == st.EXITED and s.reason == st.START_ERROR:
+        raise PodError(f"app {name} failed to start: {s.message}")
+    return s
+
+
+def _starting(pod: Pod, name: str) -> bool:
+    """A start request the monitor has not acted on yet (a concurrent `rkt app start`)."""
+    return _request_path(pod, name, "start").exists()
+
+
+def _let_start_finish(pod: Pod, name: str) -> None:
+    """Wait (without the lock) until a pending start request was acted on: a stop or rm never
+    races a start inside the monitor."""
+    with contextlib.suppress(PodError):  # its outcome is the other command's to report
+        _wait(pod, name, "start", lambda s: s.state != st.CREATED, START_TIMEOUT)
+
+
+def stop(paths: Paths, pod: Pod, name: str, timeout: float = 10.0) -> AppState:
+    """Stop signal, then SIGKILL after `timeout`; returns the exited state. An exited app is
+    left as it is (and will not be restarted)."""
+    for _ in range(5):
+        with changing(pod) as m:
+            find_app(m, name)
+            starting = _starting(pod, name)
+            if not starting:
+                if pod.app_state(name).state == st.CREATED:
+                    raise PodError(f"app {name} has not been started")
+                if not control.request_app(pod, name, "stop", timeout):
+                    raise PodError(f"pod {pod.uuid} is not running")
+                break
+        _let_start_finish(pod, name)
+    else:
+        raise PodError(f"app {name} is still being started; try again")
+    return _wait(pod, name, "stop", lambda s: s.state != st.RUNNING, timeout + STOP_MARGIN)
+
+
+def rm(paths: Paths, pod: Pod, name: str, force: bool = False, timeout: float = 10.0) -> None:
+    """Remove an app that is not running (`force`: stop it first)."""
+    stopped = False
+    for _ in range(5):
+        with changing(pod) as m:
+            app = find_app(m, name)
+            s = pod.app_state(name)
+            if s.state == st.RUNNING and not force:
+                raise PodError(f"app {name} is running: stop it first "
+                               f"(rkt app stop {pod.uuid} --app={name}) or use --force")
+            starting = _starting(pod, name)
+            if not starting:
+                if s.state == st.CREATED or (s.state == st.EXITED and stopped):
+                    _remove(paths, pod, m, app)
+                    break
+                # running (forced) or exited, perhaps due for a restart: a stop request
+                # first, so the monitor never starts it again
+                if not control.request_app(pod, name, "stop", 0.0 if force else timeout):
+                    raise PodError(f"pod {pod.uuid} is not running")
+        if starting:
+            _let_start_finish(pod, name)
+            continue
+        _wait(pod, name, "stop", lambda s: s.state != st.RUNNING, timeout + STOP_MARGIN)
+        stopped = True
+    else:
+        raise PodError(f"app {name} keeps running; not removed")
+    control.notify(pod)  # the monitor forgets it (closes its log)
+
+
+def _remove(paths: Paths, pod: Pod, m: PodManifest, app: App) -> None:
+    """Undo the app's resources, then forget it. Under the apps lock."""
+    from rktnetes.stage1 import get_stage1
+    from rktnetes.stage1.base import PodContext
+
+    from .podfs import mounts_under
+
+    ctx = PodContext.load(paths, pod)
+    try:
+        get_stage1(m.stage1).cleanup_app(ctx, app)
+    except (RktError, OSError) as e:
+        raise PodError(f"app {app.name}: cannot undo its resources: {e}") from None
+    d = pod.app_dir(app.name)
+    left = mounts_under(d)
+    if left:
+        raise PodError(f"app {app.name}: still mounted: {left[0]}")
+    m.apps = [a for a in m.apps if a.name != app.name]
+    _save_manifest(pod, m)   # from here the app is gone; its directory is a leftover
+    rmtree(d)
+
+
+# -- list / status / exec -------------------------------------------------------------------------
+
+@dataclass
+class AppView:
+    name: str
+    image: str
+    image_id: str
+    state: str
+    pid: int
+    exit_code: int | None
+    signal: int
+    reason: str
+    message: str
+    restarts: int
+    created_at: float
+    started_at: float
+    finished_at: float
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def views(pod: Pod) -> list[AppView]:
+    """Every app of the pod as recorded; apps recorded running in a pod whose monitor is gone
+    show as `unknown` (their processes may or may not be there until `rkt stop` cleans up)."""
+    pod.refresh()
+    try:
+        m = pod.manifest()
+    except FileNotFoundError:
+        raise PodError(f"pod {pod.uuid} has no manifest (it is being created or removed)") from None
+    except (OSError, ValueError) as e:
+        raise PodError(f"pod {pod.uuid}: unreadable manifest: {e}") from None
+    alive = pod.state == RUN and monitor_alive(pod)
+    out = []
+    for a in m.apps:
+        s = pod.app_state(a.name)
+        state, msg = s.state, s.message
+        if not alive and pod.state == RUN and state == st.RUNNING:
+            state, msg = st.UNKNOWN, msg or "the pod's monitor is gone"
+        out.append(AppView(a.name, a.image_name, a.image_id, state,
+                           s.pid if state == st.RUNNING else 0, s.exit_code, s.signal, s.reason,
+                           msg, s.restarts, s.created_at, s.started_at, s.finished_at))
+    return out
+
+
+def view(pod: Pod, name: str) -> AppView:
+    for v in views(pod):
+        if v.name == name:
+            return v
+    find_app(pod.manifest(), name)  # raises the "no app" error with the list of apps
+    raise NotFoundError(f"pod {pod.uuid} has no app {name!r}")
+
+
+def exec_in(paths: Paths, pod: Pod, name: str, argv: list[str], tty: bool,
+            interactive: bool) -> int:
+    """Run `argv` in the app's namespaces; returns its exit code."""
+    from rktnetes.stage1 import get_stage1
+    from rktnetes.stage1.base import PodContext
+
+    if not argv:
+        raise UsageError("no command given (rkt app exec UUID --app=NAME -- CMD ...)")
+    m = running(pod, need_sandbox=False)
+    app = find_app(m, name)
+    if pod.app_state(name).state != st.RUNNING:
+        raise PodError(f"app {name} is not running")
+    ctx = PodContext.load(paths, pod)
+    return get_stage1(m.stage1).exec_in_app(ctx, app, argv, tty=tty, interactive=interactive)
