@@ -1,23 +1,20 @@
-"""Reading app logs in the CRI format for GetLogs: parse, filter, tail and follow.
+"""Reading app logs in the CRI format for GetLogs: filter, tail, merge and follow.
 
-Each line of pods/<state>/<uuid>/apps/<name>/log is `<RFC3339Nano> <stream> <F|P> <text>`;
-`P` marks a partial line continued by the next entry, `F` the end of one. rktnetes/logs/cri.py
-(the writer, another module) had no reader when this was written, so this is a small reader
-of our own, read-only: it opens files for reading and follows them by polling their size.
+Lines are parsed and partial (`P`) entries joined by rktnetes/logs/cri.py, the same module the
+monitor writes them with; this module adds what a long-lived, read-only follower needs:
+files kept open across pod moves, polling by size, and time windows over several apps.
 """
 
 from __future__ import annotations
 
-import calendar
 import heapq
 import os
-import re
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-_TS_RE = re.compile(r"^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:?\d\d)$")
+from rktnetes.logs import cri
 
 
 @dataclass(frozen=True)
@@ -30,42 +27,29 @@ class LogLine:
 
 def parse_timestamp(s: str) -> int | None:
     """RFC 3339 with up to nanoseconds, to nanoseconds since the epoch; None if malformed."""
-    m = _TS_RE.match(s)
-    if not m:
+    try:
+        return cri.parse_time(s)
+    except ValueError:
         return None
-    y, mo, d, h, mi, sec, frac, tz = m.groups()
-    secs = calendar.timegm((int(y), int(mo), int(d), int(h), int(mi), int(sec)))
-    if tz != "Z":
-        sign = 1 if tz[0] == "+" else -1
-        tz = tz[1:].replace(":", "")
-        secs -= sign * (int(tz[:2]) * 3600 + int(tz[2:]) * 60)
-    return secs * 1_000_000_000 + int((frac or "0").ljust(9, "0"))
 
 
 class CRIParser:
-    """Turns CRI log entries into whole lines, joining partial (`P`) entries.
-
-    Stateful so a follower can feed it entries as they arrive; a partial line waits for
-    its final part, per stream (stdout and stderr interleave)."""
+    """Feeds CRI log entries one at a time (as a follower reads them) into whole lines."""
 
     def __init__(self, app: str = ""):
         self.app = app
-        self._partial: dict[str, tuple[int, list[str]]] = {}
+        self._joiner = cri.Joiner()
 
     def feed(self, entry: str) -> LogLine | None:
-        parts = entry.rstrip("\n").split(" ", 3)
-        if len(parts) < 3:
+        try:
+            e = cri.parse_line(entry.rstrip("\n").encode())
+        except ValueError:
             return None                               # torn or foreign line: skip it
-        ts = parse_timestamp(parts[0])
-        if ts is None or parts[1] not in ("stdout", "stderr") or parts[2] not in ("F", "P"):
+        whole = self._joiner.add(e)
+        if whole is None:
             return None
-        text = parts[3] if len(parts) == 4 else ""
-        start, pieces = self._partial.pop(parts[1], (ts, []))
-        pieces.append(text)
-        if parts[2] == "P":
-            self._partial[parts[1]] = (start, pieces)
-            return None
-        return LogLine(start, parts[1], "".join(pieces), self.app)
+        return LogLine(whole.time_ns, whole.stream, whole.content.decode("utf-8", "replace"),
+                       self.app)
 
 
 class LogFile:

@@ -127,7 +127,7 @@ def parse_line(line: bytes) -> Entry:
                  parts[3] if len(parts) > 3 else b"")
 
 
-class _Joiner:
+class Joiner:
     """Joins P pieces into whole lines, per stream (stdout and stderr interleave)."""
 
     def __init__(self):
@@ -163,7 +163,7 @@ def read_entries(path: str | os.PathLike, since_ns: int = 0, tail: int = -1,
             data = f.read()
     except FileNotFoundError:
         return []
-    j = _Joiner()
+    j = Joiner()
     out = []
     for raw in _lines(data):
         try:
@@ -192,7 +192,7 @@ def follow(path: str | os.PathLike, done: Callable[[], bool], since_ns: int = 0,
         data = b""
     complete = data[:data.rfind(b"\n") + 1]
     offset = len(complete)
-    j = _Joiner()
+    j = Joiner()
     first = []
     for raw in _lines(complete):
         try:
