@@ -165,9 +165,11 @@ def iptables_rules() -> list[str]:
 
 
 def veths() -> set[str]:
+    """Host ends of veths on this module's bridges (rktnt*), not other pods' on rkt0."""
     text = subprocess.run(["ip", "-o", "link", "show", "type", "veth"], capture_output=True,
                           text=True).stdout
-    return {line.split(":")[1].strip().split("@")[0] for line in text.splitlines()}
+    return {line.split(":")[1].strip().split("@")[0] for line in text.splitlines()
+            if " master rktnt" in line}
 
 
 def ipam_reservations(data: Path) -> set[str]:
@@ -178,10 +180,32 @@ def ipam_reservations(data: Path) -> set[str]:
             } if root.exists() else set()
 
 
+_RULE_ID = re.compile(r'id: \\?"([0-9a-f-]{36})\\?"')
+_POD_CHAIN = re.compile(r"\bCNI-(?:DN-)?[0-9a-f]{20,}\b")
+
+
+def ours_only(rules: list[str], uuids: set[str]) -> list[str]:
+    """Rules minus those of pods other processes run meanwhile on this host (another test
+    run, a benchmark): a rule naming a foreign pod id, or a per-pod chain such a rule uses."""
+    foreign_chains = set()
+    for line in rules:
+        m = _RULE_ID.search(line)
+        if m and m.group(1) not in uuids:
+            foreign_chains.update(_POD_CHAIN.findall(line))
+    return [line for line in rules
+            if not ((m := _RULE_ID.search(line)) and m.group(1) not in uuids)
+            and not foreign_chains & set(_POD_CHAIN.findall(line))
+            and "172.16.28." not in line]
+
+
 def host_snapshot(pods: Pods) -> dict:
-    return {"iptables": iptables_rules(), "veths": veths(),
+    """What this test's pods could leave on the host: rules, veths on the test bridges,
+    IPAM files, and network namespaces of the pods it made."""
+    ours = {uuid for _, uuid in pods.made}
+    return {"iptables": ours_only(iptables_rules(), ours), "veths": veths(),
             "ipam": ipam_reservations(pods.paths.data),
-            "netns": sorted(os.listdir(netns.NETNS_DIR)) if netns.NETNS_DIR.exists() else []}
+            "netns": sorted(set(os.listdir(netns.NETNS_DIR)) & ours)
+            if netns.NETNS_DIR.exists() else []}
 
 
 def warm_up(pods: Pods, net: str = "t1") -> None:
