@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from rktnetes.config import Paths
 from rktnetes.errors import UsageError
-from rktnetes.pod.store import PodStore
-from rktnetes.stage0 import apps as appsmod
-from rktnetes.stage0 import prepare as prep
+from rktnetes.stage0.options import PULL_POLICIES, RESTART_POLICIES
 
 from .output import add_format_flag, print_json, print_table
 from .pod_args import parse_duration
 from .run_grammar import APP_FLAGS_HELP, parse_apps
+
+if TYPE_CHECKING:
+    from rktnetes.stage0.apps import AddOptions
 
 # `rkt app add` flags beyond the `rkt run` app flags: flag -> (AddOptions attribute, kind)
 ADD_FLAGS: dict[str, tuple[str, str]] = {
@@ -69,7 +71,7 @@ def register(sub, common) -> None:
                    help="a pod label (repeatable)")
     s.add_argument("--volume", action="append", default=[], metavar="NAME,kind=...",
                    help="a pod volume, as for rkt run (repeatable)")
-    s.add_argument("--restart", default="never", choices=prep.RESTART_POLICIES,
+    s.add_argument("--restart", default="never", choices=RESTART_POLICIES,
                    help="the apps' default restart policy")
     s.add_argument("--net", action="append", default=[], metavar="NETWORK",
                    help="networks, as for rkt run (default: default)")
@@ -140,30 +142,41 @@ def _no_sub(p) -> int:
 
 
 def _pod(paths: Paths, uuid: str):
+    from rktnetes.pod.store import PodStore
+
     return PodStore(paths.pods).find(uuid)
+
+
+def _apps():
+    """rktnetes.stage0.apps, imported by the command that runs (not to build the parser)."""
+    from rktnetes.stage0 import apps
+
+    return apps
 
 
 # -- sandbox / add ------------------------------------------------------------------------------
 
 def cmd_sandbox(args, paths: Paths) -> int:
-    o = appsmod.SandboxOptions(
-        pod=prep.PodOptions(stage1=args.stage1, hostname=args.hostname, volumes=args.volume,
-                            restart=args.restart, annotations=args.annotation, labels=args.label,
-                            net=args.net, ports=args.port, dns=args.dns,
-                            dns_search=args.dns_search, dns_opt=args.dns_opt,
-                            hosts_entries=args.hosts_entry, quiet=True),
+    from rktnetes.stage0.prepare import PodOptions
+
+    o = _apps().SandboxOptions(
+        pod=PodOptions(stage1=args.stage1, hostname=args.hostname, volumes=args.volume,
+                       restart=args.restart, annotations=args.annotation, labels=args.label,
+                       net=args.net, ports=args.port, dns=args.dns,
+                       dns_search=args.dns_search, dns_opt=args.dns_opt,
+                       hosts_entries=args.hosts_entry, quiet=True),
         uuid_file=args.uuid_file_save)
-    pod = appsmod.sandbox(paths, o)
+    pod = _apps().sandbox(paths, o)
     print(pod.uuid)
     return 0
 
 
-def split_add_flags(tokens: list[str]) -> tuple[list[str], appsmod.AddOptions]:
+def split_add_flags(tokens: list[str]) -> tuple[list[str], AddOptions]:
     """Take the `rkt app add`-only flags out of the tokens (up to `--`); the rest is the `rkt run`
     grammar for one image."""
     from rktnetes.stage0.volumes import parse_bool
 
-    x = appsmod.AddOptions()
+    x = _apps().AddOptions()
     allow = None
     rest: list[str] = []
     i = 0
@@ -201,7 +214,7 @@ def split_add_flags(tokens: list[str]) -> tuple[list[str], appsmod.AddOptions]:
         if x.no_new_privileges is not None and x.no_new_privileges == allow:
             raise UsageError("--no-new-privs and --allow-new-privs contradict each other")
         x.no_new_privileges = not allow
-    if x.pull_policy not in prep.PULL_POLICIES:
+    if x.pull_policy not in PULL_POLICIES:
         raise UsageError(f"--pull-policy={x.pull_policy}: use new, update or never")
     return rest, x
 
@@ -217,7 +230,7 @@ def cmd_add(args, paths: Paths) -> int:
     if len(parsed.apps) != 1:
         raise UsageError(f"rkt app add takes one image, not {len(parsed.apps)} "
                          f"({', '.join(a.image for a in parsed.apps)})")
-    name = appsmod.add(paths, _pod(paths, args.uuid), parsed.apps[0], x)
+    name = _apps().add(paths, _pod(paths, args.uuid), parsed.apps[0], x)
     print(name)
     return 0
 
@@ -225,19 +238,19 @@ def cmd_add(args, paths: Paths) -> int:
 # -- start / stop / rm --------------------------------------------------------------------------
 
 def cmd_start(args, paths: Paths) -> int:
-    appsmod.start(paths, _pod(paths, args.uuid), args.app)
+    _apps().start(paths, _pod(paths, args.uuid), args.app)
     return 0
 
 
 def cmd_stop(args, paths: Paths) -> int:
     timeout = parse_duration(args.timeout, "--timeout")
-    appsmod.stop(paths, _pod(paths, args.uuid), args.app, timeout)
+    _apps().stop(paths, _pod(paths, args.uuid), args.app, timeout)
     return 0
 
 
 def cmd_rm(args, paths: Paths) -> int:
     timeout = parse_duration(args.timeout, "--timeout")
-    appsmod.rm(paths, _pod(paths, args.uuid), args.app, force=args.force, timeout=timeout)
+    _apps().rm(paths, _pod(paths, args.uuid), args.app, force=args.force, timeout=timeout)
     return 0
 
 
@@ -250,7 +263,7 @@ def _iso(ts: float) -> str:
 
 
 def cmd_list(args, paths: Paths) -> int:
-    vs = appsmod.views(_pod(paths, args.uuid))
+    vs = _apps().views(_pod(paths, args.uuid))
     if args.format == "json":
         print_json([v.to_json() for v in vs])
         return 0
@@ -266,7 +279,7 @@ def cmd_list(args, paths: Paths) -> int:
 
 
 def cmd_status(args, paths: Paths) -> int:
-    v = appsmod.view(_pod(paths, args.uuid), args.app)
+    v = _apps().view(_pod(paths, args.uuid), args.app)
     if args.format == "json":
         print_json(v.to_json())
         return 0
@@ -323,6 +336,6 @@ def cmd_exec(args, paths: Paths) -> int:
     cmd = exec_flags(args)
     tty = args.tty and sys.stdin.isatty()
     sys.stdout.flush()
-    return appsmod.exec_in(paths, _pod(paths, args.uuid), args.app, cmd, tty=tty,
+    return _apps().exec_in(paths, _pod(paths, args.uuid), args.app, cmd, tty=tty,
                            interactive=args.interactive)
 

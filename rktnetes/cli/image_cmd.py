@@ -6,14 +6,16 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rktnetes.config import Paths
 from rktnetes.errors import RktError
-from rktnetes.store import ImageRecord, Store
-from rktnetes.store import digest as dg
 
 from .durations import parse_duration
 from .output import add_format_flag, human_size, human_time, print_json, print_table
+
+if TYPE_CHECKING:
+    from rktnetes.store import ImageRecord, Store
 
 
 def register(sub, common) -> None:
@@ -67,6 +69,12 @@ def _usage(p: argparse.ArgumentParser) -> int:
     return 2
 
 
+def _store(paths: Paths) -> Store:
+    from rktnetes.store import Store  # imported by the command, not to build the parser
+
+    return Store(paths.store)
+
+
 def find_image(store: Store, name: str) -> ImageRecord:
     """Resolve IMAGE: a reference as typed or normalized, a full ID, or a unique ID prefix."""
     from rktnetes.image.reference import candidates
@@ -75,7 +83,9 @@ def find_image(store: Store, name: str) -> ImageRecord:
 
 
 def cmd_list(args, paths: Paths) -> int:
-    recs = sorted(Store(paths.store).images.all(), key=lambda r: r.imported_at)
+    from rktnetes.store.digest import short
+
+    recs = sorted(_store(paths).images.all(), key=lambda r: r.imported_at)
     if args.format == "json":
         print_json([{
             "id": r.id, "name": r.name, "references": r.references, "size": r.size,
@@ -86,7 +96,7 @@ def cmd_list(args, paths: Paths) -> int:
         return 0
     rows = []
     for r in recs:
-        ident = r.id if args.no_trunc else f"sha256:{dg.short(r.id)}"
+        ident = r.id if args.no_trunc else f"sha256:{short(r.id)}"
         name = ",".join(r.references) if args.no_trunc and r.references else r.name
         rows.append((ident, name, human_size(r.size), human_time(r.imported_at),
                      human_time(r.last_used)))
@@ -97,7 +107,7 @@ def cmd_list(args, paths: Paths) -> int:
 def cmd_rm(args, paths: Paths) -> int:
     from rktnetes.store.gc import images_in_use, remove_images
 
-    store = Store(paths.store)
+    store = _store(paths)
     ids: list[str] = []
     failed = 0
     for name in args.images:
@@ -124,7 +134,7 @@ def cmd_gc(args, paths: Paths) -> int:
     from rktnetes.store.gc import gc_images, images_in_use
 
     grace = parse_duration(args.grace_period)
-    res = gc_images(Store(paths.store), grace, lambda: images_in_use(paths))
+    res = gc_images(_store(paths), grace, lambda: images_in_use(paths))
     for image_id in res.removed_images:
         print(f"removed image {image_id}")
     print(f"gc: removed {len(res.removed_images)} image(s), {len(res.removed_blobs)} blob(s), "
@@ -135,7 +145,7 @@ def cmd_gc(args, paths: Paths) -> int:
 def cmd_export(args, paths: Paths) -> int:
     from rktnetes.image.export import export_image
 
-    store = Store(paths.store)
+    store = _store(paths)
     export_image(store, find_image(store, args.image), Path(args.out), overwrite=args.overwrite)
     return 0
 
@@ -143,7 +153,7 @@ def cmd_export(args, paths: Paths) -> int:
 def cmd_render(args, paths: Paths) -> int:
     from rktnetes.image.render import render_into
 
-    store = Store(paths.store)
+    store = _store(paths)
     rec = find_image(store, args.image)
     with store.gc_lock.held(shared=True):   # the layer blobs must stay while they are read
         if args.rootfs_only:
@@ -157,7 +167,7 @@ def cmd_render(args, paths: Paths) -> int:
 
 
 def cmd_cat_manifest(args, paths: Paths) -> int:
-    store = Store(paths.store)
+    store = _store(paths)
     raw = store.blobs.read(find_image(store, args.image).manifest_digest)
     if args.pretty_print:
         print(json.dumps(json.loads(raw), indent=2))

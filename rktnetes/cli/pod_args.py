@@ -5,11 +5,14 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rktnetes.cli import durations
 from rktnetes.config import Paths
 from rktnetes.errors import UsageError
-from rktnetes.pod.store import Pod, PodStore
+
+if TYPE_CHECKING:
+    from rktnetes.pod.store import Pod
 
 def parse_duration(s: str, flag: str = "duration") -> float:
     """Seconds in a duration (`30m`, `1h30m`, `500ms`, `0`; a bare number is seconds)."""
@@ -54,5 +57,7 @@ def pods_from_args(paths: Paths, args, many: bool = False) -> list[Pod]:
         raise UsageError("no pod UUID given (or use --uuid-file)")
     if not many and len(wanted) > 1:
         raise UsageError("give one pod UUID, not both UUID and --uuid-file")
+    from rktnetes.pod.store import PodStore
+
     store = PodStore(paths.pods)
     return [store.find(u) for u in wanted]

@@ -1,4 +1,5 @@
-"""The pod commands besides run/prepare: list, status, stop, rm, enter, cat-manifest, logs, gc."""
+"""The pod commands besides run/prepare: list, status, stop, rm, enter, cat-manifest, logs, gc.
+The stage0 modules are imported by the commands themselves, to keep building the parser cheap."""
 
 from __future__ import annotations
 
@@ -8,16 +9,16 @@ import sys
 import time
 from datetime import datetime, timezone
 
+from typing import TYPE_CHECKING
+
 from rktnetes.config import Paths
 from rktnetes.errors import RktError, UsageError
-from rktnetes.pod.store import PodStore
-from rktnetes.stage0 import gc as gcmod
-from rktnetes.stage0 import rm as rmmod
-from rktnetes.stage0 import status as stmod
-from rktnetes.stage0 import stop as stopmod
 
 from .output import add_format_flag, print_json, print_table
 from .pod_args import add_uuid_args, parse_duration, parse_since, pods_from_args
+
+if TYPE_CHECKING:
+    from rktnetes.stage0.status import PodStatus
 
 
 def register(sub, common) -> None:
@@ -110,7 +111,7 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")
 
 
-def _networks(s: stmod.PodStatus) -> str:
+def _networks(s: PodStatus) -> str:
     """rkt's form: `default:ip4=172.16.28.2,other:ip4=10.1.0.2`; names only until the pod
     has addresses (and for host/none)."""
     out = []
@@ -122,7 +123,10 @@ def _networks(s: stmod.PodStatus) -> str:
 
 
 def cmd_list(args, paths: Paths) -> int:
-    pods = stmod.list_pods(PodStore(paths.pods))
+    from rktnetes.pod.store import PodStore
+    from rktnetes.stage0.status import list_pods
+
+    pods = list_pods(PodStore(paths.pods), app_states=args.format == "json")
     if args.format == "json":
         print_json([s.to_json() for s in pods])
         return 0
@@ -146,6 +150,8 @@ def cmd_list(args, paths: Paths) -> int:
 
 
 def cmd_status(args, paths: Paths) -> int:
+    from rktnetes.stage0 import status as stmod
+
     if args.wait not in (None, "forever", "true", "false") and not args.uuid and not args.uuid_file:
         # `--wait UUID`: argparse gave the UUID to --wait; as rkt, a value needs `--wait=`
         args.uuid, args.wait = args.wait, "forever"
@@ -207,6 +213,8 @@ def _wait_ready(pod, wait: str) -> None:
 
 def _each_pod(args, paths: Paths, action) -> int:
     """Apply `action` to each named pod; report failures one line each, go on with the rest."""
+    from rktnetes.pod.store import PodStore
+
     store = PodStore(paths.pods)
     wanted = list(args.uuids)
     if args.uuid_file:
@@ -229,17 +237,22 @@ def _each_pod(args, paths: Paths, action) -> int:
 
 
 def cmd_stop(args, paths: Paths) -> int:
+    from rktnetes.stage0 import stop as stopmod
+
     timeout = parse_duration(args.timeout, "--timeout")
     return _each_pod(args, paths, lambda pod: stopmod.stop(paths, pod, timeout, args.force))
 
 
 def cmd_rm(args, paths: Paths) -> int:
+    from rktnetes.stage0 import rm as rmmod
+
     return _each_pod(args, paths, lambda pod: rmmod.rm(paths, pod))
 
 
 # -- enter / cat-manifest / logs ----------------------------------------------------------
 
 def cmd_enter(args, paths: Paths) -> int:
+    from rktnetes.pod.store import PodStore
     from rktnetes.stage0 import enter
 
     pod = PodStore(paths.pods).find(args.uuid)
@@ -271,6 +284,8 @@ def cmd_logs(args, paths: Paths) -> int:
 # -- gc -----------------------------------------------------------------------------------
 
 def cmd_gc(args, paths: Paths) -> int:
+    from rktnetes.stage0 import gc as gcmod
+
     grace = parse_duration(args.grace_period, "--grace-period")
     expire = parse_duration(args.expire_prepared, "--expire-prepared")
     rep = gcmod.gc(paths, grace, expire, args.mark_only)

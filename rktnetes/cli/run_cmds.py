@@ -1,4 +1,5 @@
-"""`rkt run`, `rkt prepare` and `rkt run-prepared`."""
+"""`rkt run`, `rkt prepare` and `rkt run-prepared`. The stage0 modules are imported by the
+commands themselves: building the parser must stay cheap (every `rkt` invocation does it)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,7 @@ import sys
 
 from rktnetes.config import Paths
 from rktnetes.errors import PodError, UsageError
-from rktnetes.pod.store import PREPARED
-from rktnetes.stage0 import prepare as prep
-from rktnetes.stage0 import run as runmod
+from rktnetes.stage0.options import PULL_POLICIES, RESTART_POLICIES
 
 from .pod_args import add_uuid_args, pods_from_args
 from .run_grammar import APP_FLAGS_HELP, parse_apps
@@ -38,7 +37,7 @@ def _add_pod_flags(p: argparse.ArgumentParser, detach: bool) -> None:
     add("--volume", action="append", default=[], metavar="NAME,kind=host|empty,...",
         help="a pod volume: NAME,kind=host,source=PATH[,readOnly=true] or "
              "NAME,kind=empty[,mode=0755,uid=N,gid=N] (repeatable)")
-    add("--restart", default="never", choices=prep.RESTART_POLICIES,
+    add("--restart", default="never", choices=RESTART_POLICIES,
         help="restart apps: never (default), on-failure (non-zero exit) or always")
     add("--annotation", action="append", default=[], metavar="KEY=VALUE",
         help="a pod annotation (repeatable)")
@@ -58,7 +57,7 @@ def _add_pod_flags(p: argparse.ArgumentParser, detach: bool) -> None:
         help="a resolver option for the pod's resolv.conf, e.g. ndots:2 (repeatable)")
     add("--hosts-entry", action="append", default=[], metavar="IP=HOST",
         help="an entry for the pod's /etc/hosts (repeatable)")
-    add("--pull-policy", default="new", choices=prep.PULL_POLICIES,
+    add("--pull-policy", default="new", choices=PULL_POLICIES,
         help="new (fetch images missing from the store, the default), update (always ask the "
              "source) or never")
     add("--insecure-options", action="append", default=[], metavar="OPTS",
@@ -98,8 +97,10 @@ def register(sub, common) -> None:
     p.set_defaults(func=cmd_run_prepared)
 
 
-def _options(args) -> prep.PodOptions:
-    return prep.PodOptions(stage1=args.stage1, hostname=args.hostname,
+def _options(args):
+    from rktnetes.stage0.prepare import PodOptions
+
+    return PodOptions(stage1=args.stage1, hostname=args.hostname,
                            interactive=args.interactive, volumes=args.volume,
                            restart=args.restart, annotations=args.annotation, labels=args.label,
                            net=args.net, ports=args.port, dns=args.dns,
@@ -117,6 +118,8 @@ def _prepare(args, paths: Paths):
                               parsed.globals.get("config_dir") or str(paths.config))
     if args.interactive and getattr(args, "detach", False):
         raise UsageError("--interactive and --detach cannot be combined")
+    from rktnetes.stage0 import prepare as prep
+
     pod, lock = prep.prepare(paths, _options(args), parsed.apps)
     return paths, pod, lock
 
@@ -131,6 +134,10 @@ def cmd_prepare(args, paths: Paths) -> int:
 
 
 def cmd_run(args, paths: Paths) -> int:
+    from rktnetes.pod.store import PREPARED
+    from rktnetes.stage0 import prepare as prep
+    from rktnetes.stage0 import run as runmod
+
     paths, pod, lock = _prepare(args, paths)
     try:
         rc = runmod.start(paths, pod, lock, detach=args.detach, uuid_file=args.uuid_file_save)
@@ -146,6 +153,9 @@ def cmd_run(args, paths: Paths) -> int:
 
 
 def cmd_run_prepared(args, paths: Paths) -> int:
+    from rktnetes.stage0 import prepare as prep
+    from rktnetes.stage0 import run as runmod
+
     (pod,) = pods_from_args(paths, args)
     lock = pod.lock()
     if not lock.acquire(blocking=False):

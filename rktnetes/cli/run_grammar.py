@@ -7,9 +7,12 @@ flags apply to the image before them and argparse has no notion of that.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from rktnetes.errors import UsageError
-from rktnetes.stage0.appspec import AppFlags
+
+if TYPE_CHECKING:  # imported when parsing: the parser's help text must not need it
+    from rktnetes.stage0.appspec import AppFlags
 
 # flag -> (AppFlags attribute, kind): "str" one value, "list" repeatable, "bool" optional =value
 APP_FLAGS: dict[str, tuple[str, str]] = {
@@ -62,6 +65,8 @@ class Parsed:
 
 def parse_apps(tokens: list[str], pod_flags: set[str] = frozenset()) -> Parsed:
     """Split the tokens after the pod flags into one AppFlags per image."""
+    from rktnetes.stage0.appspec import AppFlags
+
     out = Parsed([])
     toks = list(tokens)
     if toks and toks[0] == "--":

@@ -9,7 +9,6 @@ mounts as peers or slaves, so our umount reaches its copies too and the namespac
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
 import subprocess
@@ -22,7 +21,7 @@ NETNS_DIR = Path("/run/rktnetes/netns")
 _MS_BIND, _MS_SHARED, _MS_REC = 4096, 1 << 20, 1 << 14
 _MNT_DETACH = 2
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc = ctypes.CDLL(None, use_errno=True)  # libc, already loaded (find_library runs ldconfig)
 _libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_void_p]
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 

@@ -7,6 +7,7 @@ resources, logs — lives in files beside it.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -119,5 +120,11 @@ class PodManifest:
 
 def _known(cls, d: dict) -> dict:
     """Drop keys a newer writer added, so an older reader still loads the manifest."""
-    names = {f.name for f in fields(cls)}
+    names = field_names(cls)
     return {k: v for k, v in d.items() if k in names}
+
+
+@functools.cache
+def field_names(cls) -> frozenset[str]:
+    """A dataclass's field names, computed once per class (readers load thousands of pods)."""
+    return frozenset(f.name for f in fields(cls))

@@ -6,8 +6,10 @@ readers (rkt status, the API service) read whole files because every write is a 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
+
+from .manifest import field_names
 
 # App states, as the CRI names them.
 CREATED = "created"
@@ -41,5 +43,5 @@ class AppState:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "AppState":
-        names = {f.name for f in fields(cls)}
+        names = field_names(cls)
         return cls(**{k: v for k, v in d.items() if k in names})

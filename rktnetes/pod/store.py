@@ -101,7 +101,11 @@ class Pod:
 
     @property
     def path(self) -> Path:
-        return self.root / self.state / self.uuid
+        # memoized while the state stays (listing 1,000 pods asks for it several times each)
+        cached = self.__dict__.get("_path")
+        if cached is None or cached[0] != self.state:
+            cached = self.__dict__["_path"] = (self.state, self.root / self.state / self.uuid)
+        return cached[1]
 
     def refresh(self) -> "Pod":
         """Find the pod again (another process may have moved it)."""

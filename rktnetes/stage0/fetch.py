@@ -19,20 +19,18 @@ from rktnetes.config import Paths
 from rktnetes.errors import (ManifestError, NotFoundError, RegistryError, StoreError,
                              UsageError)
 from rktnetes.fsutil import rmtree
-from rktnetes.image import auth as authmod
 from rktnetes.image import reference as refs
-from rktnetes.image import registries_conf
 from rktnetes.image import mediatypes as mt
 from rktnetes.image.manifest import ImageConfig, host_platform, media_type_of, parse_index, \
     parse_manifest, select_platform
 from rktnetes.image.progress import Progress
-from rktnetes.image.registry import RegistryClient
 from rktnetes.store import ImageRecord, Store
 from rktnetes.store.blobs import BlobStore
 
+from .options import PULL_POLICIES
+
 log = logging.getLogger(__name__)
 
-PULL_POLICIES = ("new", "update", "never")
 
 
 def fetch(paths: Paths, ref_string: str, pull_policy: str = "update", insecure_http: bool = False,
@@ -125,6 +123,11 @@ def _commit(store: Store, staging: _Staging, manifest_digest: str, references: l
 
 def _fetch_registry(paths: Paths, store: Store, ref: refs.Reference, insecure_http: bool,
                     insecure_tls: bool, quiet: bool) -> ImageRecord:
+    # the HTTP client stack is imported only when a registry is really asked
+    from rktnetes.image import auth as authmod
+    from rktnetes.image import registries_conf
+    from rktnetes.image.registry import RegistryClient
+
     conf = registries_conf.load(paths.registries_conf)
     sources = conf.pull_sources(ref)
     creds = authmod.load(paths.auth_json)

@@ -8,7 +8,6 @@ before a single file is removed, and removal refuses if one stays.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import os
 from pathlib import Path
@@ -21,7 +20,7 @@ from rktnetes.pod.store import GARBAGE, Pod
 log = logging.getLogger(__name__)
 
 MNT_DETACH = 2
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc = ctypes.CDLL(None, use_errno=True)  # libc, already loaded (find_library runs ldconfig)
 
 
 def _unescape(s: str) -> str:

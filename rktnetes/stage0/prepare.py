@@ -28,12 +28,11 @@ from rktnetes.store import ImageRecord, Store
 
 from .appspec import AppFlags, assign_names, build_app, parse_env_file
 from .imagefs import LayeredFS
+from .options import PULL_POLICIES, RESTART_POLICIES
 from .volumes import parse_volume
 
 log = logging.getLogger(__name__)
 
-RESTART_POLICIES = ("never", "on-failure", "always")
-PULL_POLICIES = ("new", "update", "never")
 INSECURE_OPTIONS = ("none", "image", "tls", "http", "pubkey", "capabilities", "paths", "seccomp",
                     "ondisk", "all-fetch", "all-run", "all")
 _HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"

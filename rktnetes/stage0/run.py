@@ -19,25 +19,10 @@ from rktnetes.config import Paths
 from rktnetes.errors import PodError
 from rktnetes.pod import state as st
 from rktnetes.pod.store import EXITED_GARBAGE, GARBAGE, PREPARED, RUN, Pod, PodLock
+from rktnetes.supervise.control import monitor_argv
+from rktnetes.supervise.helper import Helper
 
 START_TIMEOUT = 120.0
-
-
-def monitor_argv(paths: Paths, pod: Pod, lock_fd: int, foreground: bool) -> list[str]:
-    # -S: no site-packages scan at start-up (the monitor needs only the standard library and
-    # rktnetes, which monitor_env puts on the path); a node runs hundreds of monitors.
-    argv = [sys.executable, "-S", "-m", "rktnetes.supervise.monitor", "--data-dir", str(paths.data),
-            "--config-dir", str(paths.config), "--uuid", pod.uuid, "--lock-fd", str(lock_fd)]
-    return argv + (["--foreground"] if foreground else [])
-
-
-def monitor_env() -> dict[str, str]:
-    import rktnetes
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(rktnetes.__file__)))
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(x for x in (root, env.get("PYTHONPATH", "")) if x)
-    return env
 
 
 def set_interactive(pod: Pod) -> None:
@@ -64,8 +49,12 @@ def start(paths: Paths, pod: Pod, lock: PodLock, detach: bool, interactive: bool
     if not detach:
         sys.stdout.flush()
         sys.stderr.flush()
-        argv = monitor_argv(paths, pod, fd, foreground=True)
-        os.execve(argv[0], argv, monitor_env())
+        # The monitor's stage1 helper, forked now: it has most of its modules loaded already
+        # and loads the rest while the monitor starts (it stays our child across the exec).
+        helper = Helper.start(os.path.abspath(paths.data), os.path.abspath(paths.config),
+                              pod.uuid, fd)
+        argv = monitor_argv(paths, pod.uuid, fd, foreground=True, helper=helper.handover())
+        os.execv(argv[0], argv)
     return spawn_detached(paths, pod, lock)
 
 
@@ -73,9 +62,8 @@ def spawn_detached(paths: Paths, pod: Pod, lock: PodLock) -> int:
     fd = lock.fd
     log_path = pod.path / "monitor.log"
     with open(os.devnull, "rb") as devnull, open(log_path, "ab") as logf:
-        proc = subprocess.Popen(monitor_argv(paths, pod, fd, foreground=False), stdin=devnull,
-                                stdout=logf, stderr=logf, pass_fds=(fd,), start_new_session=True, env=monitor_env(),
-                                close_fds=True)
+        proc = subprocess.Popen(monitor_argv(paths, pod.uuid, fd), stdin=devnull, stdout=logf,
+                                stderr=logf, pass_fds=(fd,), start_new_session=True)
     lock.close()  # the monitor's copy of the descriptor holds the lock from here on
     wait_started(pod, proc)
     return 0

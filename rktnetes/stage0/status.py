@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from rktnetes.errors import PodError, RktError
+from rktnetes.pod.state import UNKNOWN, AppState
 from rktnetes.pod.store import (EMBRYO, EXITED_GARBAGE, GARBAGE, PREPARE, PREPARED, RUN, Pod,
                                 PodStore)
 
@@ -53,8 +54,9 @@ class PodStatus:
         return self.state in ("exited", "exited garbage")
 
 
-def pod_status(pod: Pod) -> PodStatus:
-    """Everything known about a pod; a `run` pod whose lock is free shows as exited."""
+def pod_status(pod: Pod, app_states: bool = True) -> PodStatus:
+    """Everything known about a pod; a `run` pod whose lock is free shows as exited.
+    app_states=False: the apps' states are not read (they show as unknown)."""
     try:
         m = pod.manifest()
     except FileNotFoundError:
@@ -74,7 +76,7 @@ def pod_status(pod: Pod) -> PodStatus:
             state, error = "exited", error or "monitor died"
     apps = []
     for a in m.apps:
-        s = pod.app_state(a.name)
+        s = pod.app_state(a.name) if app_states else AppState(a.name, UNKNOWN)
         apps.append(AppStatus(a.name, a.image_name, a.image_id, s.state, s.pid, s.exit_code,
                               s.signal, s.reason, s.message, s.restarts, s.created_at,
                               s.started_at, s.finished_at))
@@ -87,20 +89,21 @@ def pod_status(pod: Pod) -> PodStatus:
                      apps=apps, networks=list(nets), error=error)
 
 
-def list_pods(store: PodStore) -> list[PodStatus]:
-    """Every pod readable right now; pods moving or vanishing meanwhile are skipped."""
+def list_pods(store: PodStore, app_states: bool = True) -> list[PodStatus]:
+    """Every pod readable right now; pods moving or vanishing meanwhile are skipped.
+    app_states=False spares a file per app where they are not shown (`rkt list`'s table)."""
     out = []
     seen = set()
     for pod in store.all():
         if pod.uuid in seen:
             continue
         try:
-            out.append(pod_status(pod))
+            out.append(pod_status(pod, app_states))
             seen.add(pod.uuid)
         except (RktError, OSError):
             try:
                 pod.refresh()
-                out.append(pod_status(pod))
+                out.append(pod_status(pod, app_states))
                 seen.add(pod.uuid)
             except (RktError, OSError):
                 continue

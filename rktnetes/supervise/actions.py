@@ -1,17 +1,30 @@
-"""The stage1 calls the monitor makes, each run in a short-lived forked child of the monitor.
+"""The stage1 calls the monitor makes, each run in a short-lived worker forked by the
+monitor's helper (rktnetes.supervise.helper).
 
 This module (and the typed pod, store, image and OCI-spec modules it pulls in) is only ever
-imported in those children, so the long-lived monitor stays a small process. Arguments and
+imported in the helper, so the long-lived monitor stays a small process. Arguments and
 results are plain JSON values; errors are RktError with a one-line message.
 """
 
 from __future__ import annotations
 
+import importlib
+
 from rktnetes.config import Paths
 from rktnetes.errors import NotFoundError
 from rktnetes.pod.store import RUN, Pod
-from rktnetes.stage1 import get_stage1
+from rktnetes.stage1 import FLAVORS, get_stage1
 from rktnetes.stage1.base import PodContext
+
+# What the calls import on demand: the helper loads them once, before forking its workers.
+_PRELOAD = ("rktnetes.net", "rktnetes.pod.cleanup", "rktnetes.fsutil", "rktnetes.store",
+            "rktnetes.stage1.ocispec", "rktnetes.stage1.podfiles", "rktnetes.stage1.rootfs",
+            "rktnetes.stage1.users", *FLAVORS.values())
+
+
+def preload() -> None:
+    for name in _PRELOAD:
+        importlib.import_module(name)
 
 
 def _ctx(data: str, config: str, uuid: str, state: dict):

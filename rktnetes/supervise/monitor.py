@@ -1,7 +1,7 @@
 """The per-pod monitor: starts a pod's apps through its stage1, reaps them, writes their logs.
 
     python -S -m rktnetes.supervise.monitor --data-dir D --config-dir C --uuid UUID \
-        --lock-fd N [--foreground]
+        --lock-fd N [--foreground] [--helper PID:FD]
 
 Spawned by stage0 (see `control.monitor_argv`) once the pod is in `run`, with the pod's locked
 directory fd inherited: the monitor holds the pod's lock for its whole life. It is the child
@@ -16,7 +16,8 @@ on the requests under the same lock (shared), deleting each request once acted o
 file gone means "done" (started, or stop signal sent). Apps no longer in pod.json are forgotten.
 
 Lean on purpose (hundreds run on a node): stage1 work that needs heavy imports (bundles, specs,
-rootfs) runs in a short-lived forked child, so those modules never load in the monitor itself.
+rootfs) runs in workers of a helper child that loads them once per burst of calls and exits when
+idle (rktnetes.supervise.helper), so those modules never load in the monitor itself.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ from rktnetes.logs.cri import FULL, LineWriter, format_line
 from rktnetes.stage1 import sys as lsys
 from rktnetes.stage1.proc import exit_code
 
+from .helper import IDLE as HELPER_IDLE
+from .helper import Helper, HelperError, HelperGone
+
 DEFAULT_STOP_TIMEOUT = 10.0
 START_ERROR_CODE = 128          # what Kubernetes reports for a container that never started
 BACKOFF_FIRST, BACKOFF_MAX = 0.1, 10.0
@@ -50,8 +54,7 @@ APP_STATE = {"name": "", "state": CREATED, "pid": 0, "exit_code": None, "signal"
              "restarts": 0}
 
 
-class ActionError(Exception):
-    """A stage1 call failed; the message is one line for the user."""
+ActionError = HelperError   # a stage1 call failed; the message is one line for the user
 
 
 def _signum(name: str) -> int:
@@ -107,7 +110,7 @@ class AppRun:
 
 class Monitor:
     def __init__(self, data_dir: str, config_dir: str, uuid: str, lock_fd: int,
-                 foreground: bool):
+                 foreground: bool, helper: Helper | None = None):
         self.data_dir, self.config_dir, self.uuid = data_dir, config_dir, uuid
         self.pods = os.path.join(data_dir, "pods")
         self.dir = os.path.join(self.pods, "run", uuid)
@@ -125,6 +128,8 @@ class Monitor:
             self.pod_state = {}
         self.wake_r = -1
         self.reconcile_at = 0.0     # >0: a SIGHUP is pending, the apps lock was busy
+        self.helper = helper        # started by stage0 before it exec'd us, or on demand
+        self.helper_idle_at = time.monotonic() + HELPER_IDLE  # let it go then, if no call came
 
     # -- files ---------------------------------------------------------------------------------
 
@@ -140,51 +145,28 @@ class Monitor:
         self.pod_state["stage1_state"] = self.stage1_state
         _write_json(os.path.join(self.dir, "state.json"), self.pod_state)
 
-    # -- stage1 calls, each in a forked child ----------------------------------------------------
+    # -- stage1 calls, through the helper ---------------------------------------------------------
 
-    def action(self, name: str, *args):
-        """Run rktnetes.supervise.actions.<name>(...) in a forked child and return its JSON
-        result: the heavy modules it needs never load into the monitor. Raises ActionError."""
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            code = 0
+    def action(self, name: str, *args, fds: tuple[int, ...] = ()):
+        """Run rktnetes.supervise.actions.<name>(...) in a worker of the stage1 helper and return
+        its JSON result: the heavy modules it needs never load into the monitor. Raises
+        ActionError."""
+        for _ in range(2):
+            if self.helper is None:
+                self.helper = Helper.start(self.data_dir, self.config_dir, self.uuid,
+                                           self.lock_fd)
             try:
-                os.close(r)
-                try:
-                    from rktnetes.errors import RktError
-                    from rktnetes.supervise import actions
-
-                    try:
-                        res = {"ok": getattr(actions, name)(
-                            self.data_dir, self.config_dir, self.uuid, self.stage1_state, *args)}
-                    except RktError as e:
-                        res = {"error": str(e)}
-                except BaseException as e:  # noqa: BLE001 - reported, never raised past fork
-                    res = {"error": f"{e.__class__.__name__}: {e}"}
-                data = json.dumps(res).encode()
-                while data:
-                    data = data[os.write(w, data):]
-            except BaseException:  # noqa: BLE001
-                code = 1
+                return self.helper.call(name, self.stage1_state, list(args), fds)
+            except HelperGone:  # it exited (killed?) before the call: a fresh one runs it
+                self.close_helper()
             finally:
-                os._exit(code)
-        os.close(w)
-        chunks = []
-        while True:
-            c = os.read(r, 65536)
-            if not c:
-                break
-            chunks.append(c)
-        os.close(r)
-        os.waitpid(pid, 0)
-        try:
-            res = json.loads(b"".join(chunks) or b"{}")
-        except ValueError:
-            res = {}
-        if "ok" not in res:
-            raise ActionError(res.get("error") or f"stage1 {name} helper died")
-        return res["ok"]
+                self.helper_idle_at = time.monotonic() + HELPER_IDLE
+        raise ActionError(f"stage1 {name}: cannot start the stage1 helper")
+
+    def close_helper(self) -> None:
+        if self.helper is not None:
+            self.helper.close()
+            self.helper = None
 
     # -- apps ----------------------------------------------------------------------------------
 
@@ -217,7 +199,7 @@ class Monitor:
             pipes = [(out_r, "stdout", 1), (err_r, "stderr", 2)]
             stdio = (null, out_w, err_w)
         try:
-            pid = self.action("start", run.name, stdio[1], stdio[2], stdio[0])
+            pid = self.action("start", run.name, fds=(stdio[1], stdio[2], stdio[0]))
             err = ""
         except ActionError as e:
             pid, err = 0, str(e)
@@ -431,6 +413,8 @@ class Monitor:
             run = by_pid.pop(pid, None)
             if run is not None:
                 self.on_exit(run, status)
+            elif self.helper is not None and pid == self.helper.pid:
+                self.helper.reaped = True  # it died: the next call starts another
 
     def loop(self) -> None:
         while not self.done():
@@ -438,6 +422,8 @@ class Monitor:
             due = [t for r in self.runs.values() for t in (r.restart_at, r.kill_at) if t > 0]
             if self.reconcile_at:
                 due.append(self.reconcile_at)
+            if self.helper is not None:
+                due.append(self.helper_idle_at)
             timeout = max(0, int((min(due) - now) * 1000) + 1) if due else None
             for fd, _ in self.poll.poll(timeout):
                 if fd == self.wake_r:
@@ -445,6 +431,8 @@ class Monitor:
                 elif fd in self.streams:
                     self.read_stream(fd)
             now = time.monotonic()
+            if self.helper is not None and now >= self.helper_idle_at:
+                self.close_helper()
             if self.reconcile_at and now >= self.reconcile_at:
                 self.reconcile()
             for run in list(self.runs.values()):
@@ -556,6 +544,7 @@ class Monitor:
                 _echo(2, f"rkt: cleanup: {problem}\n".encode())
         except ActionError as e:
             _echo(2, f"rkt: cleanup: {e}\n".encode())
+        self.close_helper()  # it holds the pod's lock too: gone before the pod leaves `run`
         self.reap()  # the infra process (and any orphan) was ours as subreaper: no zombies
         self.save_pod_state(finished_at=time.time(), exit_code=self.exit_code())
         # the move is one rename under the lock we hold (Pod.move without its imports), and
@@ -599,7 +588,7 @@ def _echo(fd: int, data: bytes) -> bool:
 def parse_args(argv: list[str]) -> dict:
     """A hand-rolled parser: argparse alone would add a megabyte to every pod."""
     opts = {"data_dir": None, "config_dir": None, "uuid": None, "lock_fd": None,
-            "foreground": False}
+            "foreground": False, "helper": None}
     it = iter(argv)
     for a in it:
         key, eq, val = a.partition("=")
@@ -621,8 +610,9 @@ def main(argv: list[str] | None = None) -> int:
     lock_fd = int(o["lock_fd"])
     os.set_inheritable(lock_fd, False)  # apps must never hold the pod's lock
     try:
+        helper = Helper.adopt(o["helper"], lock_fd) if o["helper"] else None
         mon = Monitor(os.path.abspath(o["data_dir"]), os.path.abspath(o["config_dir"]),
-                      o["uuid"], lock_fd, o["foreground"])
+                      o["uuid"], lock_fd, o["foreground"], helper)
     except (OSError, ValueError) as e:
         print(f"rkt monitor: pod {o['uuid']}: {e}", file=sys.stderr)
         return 1

@@ -1,0 +1,176 @@
+"""The monitor's stage1 helper: a child of the monitor that imports the stage1 modules once and
+forks one short-lived worker per call (rktnetes.supervise.actions: setup, start, signal, exited,
+teardown).
+
+Those modules (pod and image models, OCI specs, networking) take tens of milliseconds and
+megabytes to load. A pod's calls come in bursts (setup and start; exited and teardown), so the
+helper loads them once per burst, and the monitor, which lives as long as the pod, never does:
+it closes the helper's socket after IDLE seconds without a call, and the helper exits.
+
+A call is one SOCK_SEQPACKET message: JSON {"name", "args", "state"}, plus the app's stdio
+descriptors (SCM_RIGHTS) for `start`, appended to the args. The worker answers {"ok": result}
+or {"error": "one line"} on the same socket and exits; for a worker that died the helper answers.
+A worker exits right after its call, so what it started (the infra process, a container's init
+once `runc run --detach` returns, an interactive runc) is reparented to the monitor, the child
+subreaper, which reaps it. Each call carries the pod's lock descriptor, which the worker holds
+for the call, as the monitor's forked children always did: a pod whose monitor was killed stays
+locked until a call in flight ends, so cleanup never races it. An idle helper holds nothing.
+
+Light on purpose: the monitor imports this module (`_socket`, not `socket`, saves it ~0.5 MB).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import struct
+
+import _socket
+
+IDLE = 1.0              # seconds without a call before the monitor lets the helper go
+_MAX_MSG = 1 << 20
+_MAX_FDS = 8
+
+
+class HelperError(Exception):
+    """The call failed; the message is one line for the user."""
+
+
+class HelperGone(Exception):
+    """The helper had exited before the call was sent."""
+
+
+class Helper:
+    """The monitor's end: forks the helper, makes calls, lets it go."""
+
+    def __init__(self, pid: int, sock, lock_fd: int):
+        self.pid, self.sock, self.lock_fd = pid, sock, lock_fd
+        self.reaped = False  # set by the monitor when its reaping loop collected the helper
+
+    @classmethod
+    def start(cls, data_dir: str, config_dir: str, uuid: str, lock_fd: int) -> "Helper":
+        """Fork the helper for the pod locked by `lock_fd` (which it does not keep)."""
+        ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
+        pid = os.fork()
+        if pid == 0:  # never returns
+            ours.close()
+            _serve(theirs, data_dir, config_dir, uuid)
+        theirs.close()
+        return cls(pid, ours, lock_fd)
+
+    def handover(self) -> str:
+        """For a process about to exec the monitor (its helper stays its child): the value of
+        the monitor's --helper, the socket left open across the exec."""
+        os.set_inheritable(self.sock.fileno(), True)
+        return f"{self.pid}:{self.sock.fileno()}"
+
+    @classmethod
+    def adopt(cls, handover: str, lock_fd: int) -> "Helper":
+        pid, fd = (int(x) for x in handover.split(":"))
+        os.set_inheritable(fd, False)
+        return cls(pid, _socket.socket(fileno=fd), lock_fd)
+
+    def call(self, name: str, state: dict, args: list, fds: tuple[int, ...] = ()):
+        """Run actions.<name>(data, config, uuid, state, *args, *fds) in a worker. Raises
+        HelperGone if the helper was gone before the call was sent (nothing ran: the caller
+        may start another helper), HelperError if the call failed."""
+        msg = json.dumps({"name": name, "args": args, "state": state}).encode()
+        fds = (self.lock_fd, *fds)
+        anc = [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack(f"{len(fds)}i", *fds))]
+        try:
+            self.sock.sendmsg([msg], anc)
+        except OSError as e:
+            raise HelperGone(str(e)) from None
+        try:
+            data = self.sock.recv(_MAX_MSG)
+        except OSError:
+            data = b""  # it died during the call: reported below, never retried
+        try:
+            res = json.loads(data or b"{}")
+        except ValueError:
+            res = {}
+        if "ok" not in res:
+            raise HelperError(res.get("error") or f"stage1 {name}: the helper died")
+        return res["ok"]
+
+    def close(self) -> None:
+        """Let the helper go (it exits on end of file) and reap it."""
+        self.sock.close()
+        if not self.reaped:
+            os.waitpid(self.pid, 0)
+
+
+def _serve(sock, data_dir: str, config_dir: str, uuid: str) -> None:
+    code = 0
+    try:
+        # signals (^C at the terminal reaches the whole process group) are the monitor's to
+        # handle; caught, not ignored, so that exec resets them for what workers start
+        signal.set_wakeup_fd(-1)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, _noop)
+        # nothing of the monitor's (or stage0's) but stdio: no pipe ends, no locks
+        os.closerange(3, sock.fileno())
+        os.closerange(sock.fileno() + 1, os.sysconf("SC_OPEN_MAX"))
+        try:
+            from rktnetes.supervise import actions
+
+            actions.preload()
+            broken = ""
+        except BaseException as e:  # noqa: BLE001 - answered to every call instead
+            broken = f"stage1 helper: {e.__class__.__name__}: {e}"
+        while True:
+            try:
+                data, anc, _, _ = sock.recvmsg(_MAX_MSG, _socket.CMSG_SPACE(_MAX_FDS * 4),
+                                               _socket.MSG_CMSG_CLOEXEC)
+            except OSError:
+                break
+            if not data:
+                break  # the monitor let us go, or died
+            fds = [fd for level, kind, raw in anc
+                   if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS
+                   for fd in struct.unpack(f"{len(raw) // 4}i", raw[:len(raw) // 4 * 4])]
+            req = json.loads(data)
+            if broken:
+                _answer(sock, {"error": broken})
+            else:
+                _fork_worker(sock, req, fds, data_dir, config_dir, uuid)
+            for fd in fds:
+                os.close(fd)
+    except BaseException:  # noqa: BLE001
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def _fork_worker(sock, req: dict, fds: list[int], data_dir: str, config_dir: str,
+                 uuid: str) -> None:
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            from rktnetes.errors import RktError
+            from rktnetes.supervise import actions
+
+            try:  # fds[0] is the pod's lock: held until we exit
+                res = {"ok": getattr(actions, req["name"])(
+                    data_dir, config_dir, uuid, req["state"], *req["args"], *fds[1:])}
+            except RktError as e:
+                res = {"error": str(e)}
+            except BaseException as e:  # noqa: BLE001 - reported, never raised past fork
+                res = {"error": f"{e.__class__.__name__}: {e}"}
+            _answer(sock, res)
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    if status != 0:
+        _answer(sock, {"error": f"stage1 {req['name']}: its worker died"})
+
+
+def _noop(signum, frame) -> None:
+    pass
+
+
+def _answer(sock, res: dict) -> None:
+    sock.send(json.dumps(res).encode())
