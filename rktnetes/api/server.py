@@ -9,9 +9,12 @@ logged and reported as INTERNAL rather than ending the process.
 
 from __future__ import annotations
 
+import errno
 import functools
+import ipaddress
 import logging
 import os
+import re
 import signal
 import socket
 import stat
@@ -231,33 +234,113 @@ class Running:
         self.server.stop(grace).wait()
 
 
-def _bind(server: grpc.Server, listen: str) -> str:
+RUN_DIR = Path("/run/rktnetes")   # the one socket directory the service may create itself
+_MAX_SUN_PATH = 107                 # sockaddr_un.sun_path holds 108 bytes with the NUL
+_HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                       r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?")
+
+
+@dataclass(frozen=True)
+class Listen:
+    """A parsed --listen: a unix socket path, or a TCP host (brackets stripped) and port."""
+    unix: str = ""
+    host: str = ""
+    port: int = 0
+
+
+def parse_listen(listen: str) -> Listen:
+    """Check --listen before gRPC sees it: gRPC would take port 99999 modulo 65536 and
+    report a bad address only through its own log."""
     if listen.startswith("unix:"):
         path = listen[len("unix://"):] if listen.startswith("unix://") else listen[len("unix:"):]
         if not path.startswith("/"):
             raise UsageError(f"--listen={listen}: a unix socket needs an absolute path")
-        _clear_stale_socket(Path(path))
-        server.add_insecure_port(f"unix://{path}")
-        return f"unix://{path}"
+        if len(os.fsencode(path)) > _MAX_SUN_PATH:
+            raise UsageError(f"--listen={listen}: socket path longer than {_MAX_SUN_PATH} bytes")
+        return Listen(unix=path)
+    usage = f"--listen={listen}: expected HOST:PORT, [IPV6]:PORT or unix:///PATH"
     host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit():
-        raise UsageError(f"--listen={listen}: expected HOST:PORT or unix:///PATH")
+    if not sep or not host:
+        raise UsageError(usage)
+    if not re.fullmatch(r"[0-9]{1,5}", port) or int(port) > 65535:
+        raise UsageError(f"--listen={listen}: port {port!r} is not a number from 0 to 65535")
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            raise UsageError(f"--listen={listen}: {host[1:-1]!r} is not an IPv6 address") from None
+        return Listen(host=host[1:-1], port=int(port))
+    if ":" in host:
+        raise UsageError(f"{usage} (an IPv6 address goes in brackets)")
+    if re.fullmatch(r"[0-9.]+", host):
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise UsageError(f"--listen={listen}: {host!r} is not an IPv4 address") from None
+    elif not _HOSTNAME.fullmatch(host):
+        raise UsageError(f"--listen={listen}: {host!r} is not a host name or address")
+    return Listen(host=host, port=int(port))
+
+
+def _can_listen(where: Listen, listen: str) -> None:
+    """Bind every address the host resolves to, as gRPC will, and let go: a port in use is
+    then one clear line instead of gRPC's C log and a generic failure."""
     try:
-        bound = server.add_insecure_port(listen)
-    except RuntimeError as e:
-        raise RktError(f"cannot listen on {listen}: {e}") from None
+        infos = socket.getaddrinfo(where.host, where.port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise RktError(f"cannot listen on {listen}: cannot resolve {where.host}: "
+                       f"{e.strerror}") from None
+    for family, kind, proto, _, addr in infos:
+        try:
+            with socket.socket(family, kind, proto) as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # as gRPC does
+                s.bind(addr)
+        except OSError as e:
+            reason = {errno.EADDRINUSE: "address already in use",
+                      errno.EADDRNOTAVAIL: "address not available on this host",
+                      errno.EACCES: "permission denied"}.get(e.errno, e.strerror or str(e))
+            raise RktError(f"cannot listen on {listen}: {reason}") from None
+
+
+def _bind(server: grpc.Server, listen: str) -> str:
+    where = parse_listen(listen)
+    if where.unix:
+        _clear_stale_socket(Path(where.unix))
+        target, shown = f"unix://{where.unix}", f"unix://{where.unix}"
+    else:
+        _can_listen(where, listen)
+        host = f"[{where.host}]" if ":" in where.host else where.host
+        target, shown = f"{host}:{where.port}", ""
+    try:
+        bound = server.add_insecure_port(target)
+    except RuntimeError:
+        bound = 0
     if not bound:
-        raise RktError(f"cannot listen on {listen} (address in use?)")
-    return f"{host}:{bound}"
+        # the checks above passed, so something took the address meanwhile (or gRPC disagrees)
+        raise RktError(f"cannot listen on {listen}: gRPC could not bind it (address in use?)")
+    return shown or f"{host}:{bound}"
 
 
 def _clear_stale_socket(path: Path) -> None:
     """A socket file left by a killed service would make bind fail; one still answered is not
-    stale, and anything that is not a socket is not ours to remove."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.exists():
+    stale, and anything that is not a socket is not ours to remove. The socket's directory must
+    exist, except /run/rktnetes itself (on tmpfs, gone after a reboot), which is created."""
+    parent = path.parent
+    if parent == RUN_DIR and not parent.is_dir():
+        try:
+            parent.mkdir(mode=0o755, exist_ok=True)   # not parents: /run must exist
+        except OSError as e:
+            raise RktError(f"cannot create {parent}: {e.strerror or e}") from None
+    if not parent.is_dir():
+        if os.path.lexists(parent):
+            raise RktError(f"cannot listen on unix://{path}: {parent} is not a directory")
+        raise RktError(f"cannot listen on unix://{path}: parent directory {parent} does not exist")
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
         return
-    if not stat.S_ISSOCK(os.lstat(path).st_mode):
+    if not stat.S_ISSOCK(st.st_mode):
         raise RktError(f"{path} exists and is not a socket")
     with socket.socket(socket.AF_UNIX) as s:
         try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from rktnetes.config import Paths
 
 
@@ -19,6 +21,11 @@ def register(sub, common) -> None:
 
 
 def run(args, paths: Paths) -> int:
+    # gRPC's C core logs bind failures and the like to stderr itself; the service reports
+    # them as one `rkt:` line instead. Only read when grpc is first imported, hence here.
+    # --debug (or a GRPC_VERBOSITY of the user's own) keeps gRPC's log.
+    if not getattr(args, "debug", False):
+        os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     from rktnetes.api.server import serve   # grpc is imported only by this command
 
     return serve(paths, args.listen)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import stat
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,8 +33,12 @@ def register(sub, common) -> None:
     ls.set_defaults(func=cmd_list)
 
     rm = isub.add_parser("rm", help="remove images and the layers no other image needs",
-                         parents=[common])
-    rm.add_argument("images", nargs="+", metavar="IMAGE")
+                         parents=[common],
+                         description="Remove images and whatever of their blobs and layers no "
+                         "other image needs. An image a pod uses (in any state) is refused; "
+                         "remove the pod first.")
+    rm.add_argument("images", nargs="+", metavar="IMAGE",
+                    help="an image name, reference or unique ID prefix")
     rm.set_defaults(func=cmd_rm)
 
     gc = isub.add_parser("gc", help="remove images no pod used within the grace period",
@@ -41,25 +47,40 @@ def register(sub, common) -> None:
                     help="keep images used or imported more recently (default 24h; e.g. 30m, 0)")
     gc.set_defaults(func=cmd_gc)
 
-    ex = isub.add_parser("export", help="write an image as an OCI archive", parents=[common])
-    ex.add_argument("image", metavar="IMAGE")
-    ex.add_argument("out", metavar="OUT", help="the archive file to write")
-    ex.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    ex = isub.add_parser("export", help="write an image as an OCI archive", parents=[common],
+                         description="Write an image as an OCI archive (a tar of an OCI image "
+                         "layout) that skopeo, umoci and `rkt fetch oci-archive:` accept.")
+    ex.add_argument("image", metavar="IMAGE", help="the image: a name, reference or ID prefix")
+    ex.add_argument("out", metavar="OUT",
+                    help="the archive file to write; its directory must exist")
+    ex.add_argument("--overwrite", action="store_true",
+                    help="replace OUT if it is an existing regular file")
     ex.set_defaults(func=cmd_export)
 
-    for name, what in (("extract", "extract an image's root filesystem to a directory"),
-                       ("render", "render an image's layers into a directory")):
-        r = isub.add_parser(name, help=what, parents=[common])
-        r.add_argument("image", metavar="IMAGE")
-        r.add_argument("target_dir", metavar="DIR")  # not `dir`: that is the global --dir
+    extract_desc = ("Write an image's root filesystem into DIR: its layers applied in order "
+                    "(whiteouts delete). By default DIR/rootfs holds the tree, next to the "
+                    "image's DIR/manifest and DIR/config. DIR's parent must exist; DIR must be "
+                    "absent or an empty directory unless --overwrite.")
+    for name, what, desc in (
+            ("extract", "extract an image's root filesystem (its layers applied) to a directory",
+             extract_desc),
+            ("render", "alias of extract (rkt compatibility)",
+             "Same as `rkt image extract`. In rkt, render also applied an appc image's "
+             "dependencies; OCI and Docker images have none, so rendering an image is "
+             "applying its layers, exactly what extract does.\n\n" + extract_desc)):
+        r = isub.add_parser(name, help=what, parents=[common], description=desc)
+        r.add_argument("image", metavar="IMAGE", help="the image: a name, reference or ID prefix")
+        r.add_argument("target_dir", metavar="DIR",   # not `dir`: that is the global --dir
+                       help="the directory to write; its parent must exist")
         r.add_argument("--rootfs-only", action="store_true",
                        help="write the root filesystem into DIR itself (default: DIR/rootfs "
                        "next to DIR/manifest and DIR/config)")
-        r.add_argument("--overwrite", action="store_true", help="replace DIR if it is not empty")
+        r.add_argument("--overwrite", action="store_true",
+                       help="replace DIR if it is a directory that is not empty")
         r.set_defaults(func=cmd_render)
 
     cm = isub.add_parser("cat-manifest", help="print an image's manifest", parents=[common])
-    cm.add_argument("image", metavar="IMAGE")
+    cm.add_argument("image", metavar="IMAGE", help="the image: a name, reference or ID prefix")
     cm.add_argument("--pretty-print", action="store_true", help="indent the JSON")
     cm.set_defaults(func=cmd_cat_manifest)
 
@@ -105,7 +126,7 @@ def cmd_list(args, paths: Paths) -> int:
 
 
 def cmd_rm(args, paths: Paths) -> int:
-    from rktnetes.store.gc import images_in_use, remove_images
+    from rktnetes.store.gc import image_users, remove_images
 
     store = _store(paths)
     ids: list[str] = []
@@ -121,7 +142,7 @@ def cmd_rm(args, paths: Paths) -> int:
             ids.append(rec.id)
     for image_id in ids:
         try:
-            remove_images(store, [image_id], lambda: images_in_use(paths))
+            remove_images(store, [image_id], lambda: image_users(paths))
         except RktError as e:
             print(f"rkt: {e}", file=sys.stderr)
             failed += 1
@@ -143,26 +164,43 @@ def cmd_gc(args, paths: Paths) -> int:
 
 
 def cmd_export(args, paths: Paths) -> int:
-    from rktnetes.image.export import export_image
+    from rktnetes.image.export import export_image, target_path
 
+    out = target_path(args.out, "the archive")   # before the store is touched
     store = _store(paths)
-    export_image(store, find_image(store, args.image), Path(args.out), overwrite=args.overwrite)
+    export_image(store, find_image(store, args.image), out, overwrite=args.overwrite)
     return 0
 
 
 def cmd_render(args, paths: Paths) -> int:
+    from rktnetes.image.export import file_kind, target_path
     from rktnetes.image.render import render_into
 
+    dest = target_path(args.target_dir, "the target directory")
+    try:
+        st = os.lstat(dest)
+    except FileNotFoundError:
+        st = None
+    except OSError as e:
+        raise RktError(f"cannot write {dest}: {e.strerror or e}") from None
+    if st is not None and not stat.S_ISDIR(st.st_mode):
+        # --overwrite replaces a directory's contents, never a file, device or symlink
+        raise RktError(f"{dest} is a {file_kind(st.st_mode)}, not a directory; "
+                       f"refusing to replace it")
     store = _store(paths)
     rec = find_image(store, args.image)
-    with store.gc_lock.held(shared=True):   # the layer blobs must stay while they are read
-        if args.rootfs_only:
-            render_into(store, rec, Path(args.target_dir), overwrite=args.overwrite)
-        else:
-            files = {"manifest": store.blobs.read(rec.manifest_digest),
-                     "config": store.blobs.read(rec.id)}
-            render_into(store, rec, Path(args.target_dir), overwrite=args.overwrite,
-                        rootfs_subdir="rootfs", files=files)
+    try:
+        with store.gc_lock.held(shared=True):   # the layer blobs must stay while they are read
+            if args.rootfs_only:
+                render_into(store, rec, dest, overwrite=args.overwrite)
+            else:
+                files = {"manifest": store.blobs.read(rec.manifest_digest),
+                         "config": store.blobs.read(rec.id)}
+                render_into(store, rec, dest, overwrite=args.overwrite,
+                            rootfs_subdir="rootfs", files=files)
+    except OSError as e:
+        where = f" ({e.filename})" if e.filename else ""
+        raise RktError(f"cannot write {dest}: {e.strerror or e}{where}") from None
     return 0
 
 

@@ -37,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"rktnetes {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     help_p = sub.add_parser("help", help="show help for a command", parents=[common])
-    help_p.add_argument("topic", nargs="*")
+    help_p.add_argument("topic", nargs="*", metavar="COMMAND",
+                        help="the command (and subcommand) to describe, e.g. `image export`; "
+                        "none: list every command")
     help_p.set_defaults(func=lambda args, paths: _help(parser, args.topic))
     for module in commands.MODULES:
         module.register(sub, common)

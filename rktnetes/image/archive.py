@@ -18,9 +18,11 @@ References an imported image gets:
 from __future__ import annotations
 
 import hashlib
+import lzma
 import json
 import posixpath
 import tarfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Iterator
@@ -46,7 +48,7 @@ def import_archive(store: Store, ref) -> ImageRecord:
     if ref.transport == "oci":
         src: _Source = _DirSource(Path(ref.path))
     elif ref.transport in ("oci-archive", "docker-archive"):
-        src = _TarSource(Path(ref.path))
+        src = _TarSource(Path(ref.path), ref.transport)
     else:
         raise ReferenceError_(f"{ref.transport}: not an archive transport")
     job = _Import(store)
@@ -140,17 +142,28 @@ class _DirSource(_Source):
 class _TarSource(_Source):
     """Random access to a tar's members (plain or compressed) without extracting them."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, transport: str = ""):
         self.where = str(path)
         if not path.exists():
             raise NotFoundError(f"{path}: no such file or directory")
         if path.is_dir():
             raise ManifestError(f"{path} is a directory, not an archive (use oci:{path} for a layout)")
+        label = f"{transport}:{path}" if transport else str(path)
         try:
             self.tf = tarfile.open(path, "r:*")
+        except tarfile.ReadError:
+            # tarfile tried every compression and every one refused: its message lists them all
+            raise ManifestError(f"{label}: not a tar archive") from None
+        except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError) as e:
+            raise ManifestError(f"{label}: corrupt archive ({_one_line(e)})") from None
+        except OSError as e:
+            raise ManifestError(f"{label}: cannot read: {e.strerror or _one_line(e)}") from None
+        try:
             self.members = {_norm(m.name): m for m in self.tf.getmembers()}
-        except (tarfile.TarError, EOFError, OSError) as e:
-            raise ManifestError(f"{path} is not a readable tar archive ({' '.join(str(e).split())})") from None
+        except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError) as e:
+            self.tf.close()
+            raise ManifestError(f"{label}: truncated or corrupt tar archive "
+                                f"({_one_line(e)})") from None
 
     def close(self) -> None:
         self.tf.close()
@@ -183,6 +196,10 @@ class _TarSource(_Source):
         if f is None:
             raise ManifestError(f"{self.where}: {name} is missing")
         return f  # type: ignore[return-value]
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or e.__class__.__name__
 
 
 def _norm(name: str) -> str:

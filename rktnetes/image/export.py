@@ -14,11 +14,12 @@ import contextlib
 import io
 import json
 import os
+import stat
 import tarfile
 import tempfile
 from pathlib import Path
 
-from rktnetes.errors import ReferenceError_, RktError
+from rktnetes.errors import ReferenceError_, RktError, UsageError
 from rktnetes.store import ImageRecord, Store
 from rktnetes.store import digest as dg
 
@@ -34,15 +35,53 @@ _DOCKER_TO_OCI = {
 }
 
 
-def export_image(store: Store, rec: ImageRecord, out: Path, overwrite: bool = False,
-                 ref_name: str | None = None) -> Path:
-    """Write `rec` to the OCI archive `out` (atomically: a temporary sibling, then rename)."""
-    out = out.absolute()
-    if out.is_dir() and not out.is_symlink():
+def target_path(raw: str | os.PathLike, what: str) -> Path:
+    """`raw` made absolute, once it is known not to be empty and to lie in an existing directory.
+    Nothing is created: a mistyped parent is an error, not a new directory tree."""
+    if not os.fspath(raw):     # Path("") would be ".", the current directory
+        raise UsageError(f"empty path for {what}")
+    p = Path(raw).absolute()
+    parent = p.parent
+    if not parent.is_dir():
+        if os.path.lexists(parent):
+            raise RktError(f"{parent} is not a directory")
+        raise RktError(f"parent directory {parent} does not exist")
+    return p
+
+
+def file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISREG, "regular file"), (stat.S_ISDIR, "directory"), (stat.S_ISLNK, "symbolic link"),
+                       (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
+                       (stat.S_ISFIFO, "named pipe"), (stat.S_ISSOCK, "socket")):
+        if test(mode):
+            return name
+    return "special file"
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    """`out` may be absent, or (with `overwrite`) a regular file; nothing else is replaced."""
+    try:
+        st = os.lstat(out)
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise RktError(f"cannot write {out}: {e.strerror or e}") from None
+    if stat.S_ISDIR(st.st_mode):
         raise RktError(f"{out} is a directory; give a file name for the archive")
-    if os.path.lexists(out) and not overwrite:
+    if not stat.S_ISREG(st.st_mode):
+        raise RktError(f"{out} is a {file_kind(st.st_mode)}, not a regular file; "
+                       f"refusing to replace it")
+    if not overwrite:
         raise RktError(f"{out} exists (use --overwrite to replace it)")
-    out.parent.mkdir(parents=True, exist_ok=True)
+
+
+def export_image(store: Store, rec: ImageRecord, out: str | os.PathLike, overwrite: bool = False,
+                 ref_name: str | None = None) -> Path:
+    """Write `rec` to the OCI archive `out` (atomically: a temporary sibling, then rename).
+    `out`'s directory must exist; an existing `out` is replaced only if it is a regular file
+    and `overwrite` is set."""
+    out = target_path(out, "the archive")
+    _check_out(out, overwrite)
     with store.gc_lock.held(shared=True):   # the blobs must stay while they are copied
         manifest_raw, blobs = _oci_manifest(store, rec)
         tag, full = _names(rec, ref_name)
@@ -51,17 +90,25 @@ def export_image(store: Store, rec: ImageRecord, out: Path, overwrite: bool = Fa
                  "size": len(manifest_raw), "annotations": annotations,
                  "platform": _platform(store, rec)}
         index = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": [entry]}
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.tmp-", dir=out.parent)
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.tmp-", dir=out.parent)
+        except OSError as e:
+            raise RktError(f"cannot write {out}: cannot create a file in {out.parent}: "
+                           f"{e.strerror or e}") from None
         try:
             with os.fdopen(fd, "wb") as f:
                 _write_layout(f, store, json.dumps(index, indent=2).encode(), manifest_raw, blobs)
                 f.flush()
                 os.fsync(f.fileno())
             os.chmod(tmp, 0o644)
+            _check_out(out, overwrite)   # again: it may have changed while we wrote
             os.rename(tmp, out)
-        except BaseException:
+        except BaseException as e:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
+            if isinstance(e, OSError):
+                where = f" ({e.filename})" if e.filename and e.filename != tmp else ""
+                raise RktError(f"cannot write {out}: {e.strerror or e}{where}") from None
             raise
     return out
 

@@ -13,7 +13,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
 from rktnetes.config import Paths
 from rktnetes.errors import ManifestError, StoreError
@@ -38,7 +38,13 @@ class GcResult:
 
 
 def images_in_use(paths: Paths) -> set[str]:
-    """IDs of images some pod uses: `apps[].image_id` of every `pods/<state>/<uuid>/pod.json`.
+    """IDs of images some pod uses (see `image_users`)."""
+    return set(image_users(paths))
+
+
+def image_users(paths: Paths) -> dict[str, list[str]]:
+    """Image ID -> UUIDs of the pods using it: `apps[].image_id` of every
+    `pods/<state>/<uuid>/pod.json`.
 
     The pods module owns that format; this reads it leniently and is the one place gc asks.
     State directories are read in lifecycle order and a pod that moved on between listing and
@@ -46,8 +52,8 @@ def images_in_use(paths: Paths) -> set[str]:
     from rktnetes.pod.store import STATES
 
     if not paths.pods.is_dir():
-        return set()
-    used: set[str] = set()
+        return {}
+    used: dict[str, list[str]] = {}
     for i, st in enumerate(STATES):
         try:
             names = os.listdir(paths.pods / st)
@@ -65,18 +71,34 @@ def images_in_use(paths: Paths) -> set[str]:
                     break
                 for app in (doc.get("apps") or []) if isinstance(doc, dict) else []:
                     if isinstance(app, dict) and app.get("image_id"):
-                        used.add(str(app["image_id"]))
+                        pods = used.setdefault(str(app["image_id"]), [])
+                        if name not in pods:
+                            pods.append(name)
                 break
     return used
 
 
-InUse = Iterable[str] | Callable[[], Iterable[str]]
+# Image IDs in use, or a mapping of them to the UUIDs of the pods using them (as
+# `image_users` returns), so that an error can name the pods.
+InUse = Iterable[str] | Mapping[str, Iterable[str]] | Callable[[], Iterable[str] | Mapping[str, Iterable[str]]]
 
 
-def _in_use(in_use: InUse) -> set[str]:
+def _in_use(in_use: InUse) -> dict[str, list[str]]:
     """Evaluated only once gc_lock is held exclusively: a pod prepared a moment earlier holds
     the lock shared until its pod.json names its images, so a callable sees every such pod."""
-    return set(in_use() if callable(in_use) else in_use)
+    got = in_use() if callable(in_use) else in_use
+    if isinstance(got, Mapping):
+        return {str(k): [str(u) for u in v] for k, v in got.items()}
+    return {str(k): [] for k in got}
+
+
+def _used_by(image_id: str, pods: list[str]) -> str:
+    if not pods:
+        return f"image {image_id} is used by a pod; remove the pod first"
+    names = ", ".join(sorted(u[:8] for u in pods))
+    what = "pod" if len(pods) == 1 else "pods"
+    it = "it" if len(pods) == 1 else "them"
+    return f"image {image_id} is used by {what} {names}; remove {it} first"
 
 
 def gc_images(store: Store, grace_seconds: float, in_use: InUse,
@@ -110,7 +132,7 @@ def remove_images(store: Store, image_ids: list[str], in_use: InUse = ()) -> GcR
             for image_id in image_ids:
                 store.images.get(image_id)   # NotFoundError for an unknown ID
                 if image_id in used:
-                    raise StoreError(f"image {image_id} is used by a pod; remove the pod first")
+                    raise StoreError(_used_by(image_id, used[image_id]))
             for image_id in image_ids:
                 store.images.remove_record(image_id)
                 res.removed_images.append(image_id)

@@ -746,3 +746,63 @@ def test_tcp_listen_and_restart_leaves_pods_alone(paths: Paths, tmp_path: Path):
             stop_service(svc)
         assert svc.proc.returncode == 0
     assert pod.refresh().state == "run" and pod.is_locked()
+
+
+# -- --listen: checked before gRPC sees it, one line on failure -------------------------------
+
+@pytest.mark.parametrize("listen, expect", [
+    ("127.0.0.1:99999", "not a number from 0 to 65535"),
+    ("0.0.0.0:70000", "not a number from 0 to 65535"),
+    ("127.0.0.1:-1", "not a number from 0 to 65535"),
+    ("256.1.1.1:1234", "'256.1.1.1' is not an IPv4 address"),
+    ("bogus", "expected HOST:PORT"),
+    (":1234", "expected HOST:PORT"),
+    ("::1:1234", "IPv6 address goes in brackets"),
+    ("[nope]:1234", "is not an IPv6 address"),
+    ("bad_host!:1234", "is not a host name or address"),
+    ("unix://relative/sock", "needs an absolute path"),
+])
+def test_bad_listen_addresses_are_refused(rkt, listen, expect):
+    res = rkt.fails("api-service", f"--listen={listen}", timeout=30)
+    assert res.returncode == 2 and expect in res.stderr, res.stderr
+    assert res.stderr.count("\n") == 1, res.stderr
+
+
+def test_parse_listen():
+    from rktnetes.api.server import Listen, parse_listen
+
+    assert parse_listen("127.0.0.1:0") == Listen(host="127.0.0.1", port=0)
+    assert parse_listen("[::1]:65535") == Listen(host="::1", port=65535)
+    assert parse_listen("localhost:15441") == Listen(host="localhost", port=15441)
+    assert parse_listen("unix:///run/x.sock") == Listen(unix="/run/x.sock")
+
+
+def test_port_in_use_is_one_line(rkt):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        res = rkt.fails("api-service", f"--listen=127.0.0.1:{port}", timeout=30)
+    assert res.stderr == f"rkt: cannot listen on 127.0.0.1:{port}: address already in use\n"
+
+
+def test_unix_socket_needs_an_existing_directory(rkt, tmp_path):
+    sock = tmp_path / "no" / "dir" / "api.sock"
+    res = rkt.fails("api-service", f"--listen=unix://{sock}", timeout=30)
+    assert f"parent directory {sock.parent} does not exist" in res.stderr, res.stderr
+    assert res.stderr.count("\n") == 1 and not (tmp_path / "no").exists()
+
+
+def test_only_the_run_directory_is_created(tmp_path, monkeypatch):
+    from rktnetes.api import server
+    from rktnetes.errors import RktError
+
+    monkeypatch.setattr(server, "RUN_DIR", tmp_path / "run")
+    server._clear_stale_socket(tmp_path / "run" / "api.sock")
+    assert (tmp_path / "run").is_dir()
+    monkeypatch.setattr(server, "RUN_DIR", tmp_path / "a" / "run")
+    with pytest.raises(RktError, match="cannot create"):   # /run itself must exist
+        server._clear_stale_socket(tmp_path / "a" / "run" / "api.sock")
+    assert not (tmp_path / "a").exists()

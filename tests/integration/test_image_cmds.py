@@ -7,6 +7,7 @@ import io
 import json
 import os
 import shutil
+import stat
 import subprocess
 import tarfile
 from pathlib import Path
@@ -263,7 +264,15 @@ def test_gc_keeps_images_used_by_pods(rkt, layout):
     (pod / "pod.json").write_text(json.dumps({"apps": [{"name": "a", "image_id": iid}]}))
     rkt("image", "gc", "--grace-period=0")
     assert rkt.store.images.get(iid)
-    assert "used by a pod" in rkt.fails("image", "rm", iid).stderr
+    err = rkt.fails("image", "rm", iid).stderr
+    assert err.count("\n") == 1 and "used by pod 0e2e3b3c;" in err, err
+    other = rkt.paths.pods / "exited-garbage" / "5f00aa11-0000-0000-0000-000000000000"
+    other.mkdir(parents=True)
+    (other / "pod.json").write_text(json.dumps({"apps": [{"name": "b", "image_id": iid},
+                                                         {"name": "c", "image_id": iid}]}))
+    err = rkt.fails("image", "rm", iid).stderr
+    assert "used by pods 0e2e3b3c, 5f00aa11;" in err and err.count("5f00aa11") == 1, err
+    assert rkt.store.images.get(iid)
 
 
 # ---- export / extract / render / cat-manifest ------------------------------------------------
@@ -348,3 +357,97 @@ def test_render_of_cross_layer_symlink_escape_is_refused(rkt, tmp_path):
 def test_image_without_subcommand_and_unknown_image(rkt):
     assert rkt("image", check=False).returncode == 2
     assert "not found" in rkt.fails("image", "export", "sha256:abcd", "/tmp/x.tar").stderr
+
+
+# ---- bad targets and bad archives: one line, nothing written -----------------------------------
+
+def test_export_replaces_only_regular_files(rkt, layout, tmp_path):
+    iid = image_id(rkt("fetch", f"oci:{layout}:v1"))
+    targets = {"directory": tmp_path / "adir", "named pipe": tmp_path / "fifo",
+               "symbolic link": tmp_path / "link"}
+    targets["directory"].mkdir()
+    os.mkfifo(targets["named pipe"])
+    (tmp_path / "real.tar").write_bytes(b"keep")
+    targets["symbolic link"].symlink_to(tmp_path / "real.tar")
+    try:   # a device node of our own (the /dev/null numbers), never one under /dev
+        os.mknod(tmp_path / "dev", 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+        targets["character device"] = tmp_path / "dev"
+    except PermissionError:
+        pass
+    for kind, path in targets.items():
+        before = os.lstat(path)
+        for extra in ([], ["--overwrite"]):
+            err = rkt.fails("image", "export", iid, str(path), *extra).stderr
+            assert err.count("\n") == 1 and kind in err and str(path) in err, err
+        after = os.lstat(path)
+        assert (stat.S_IFMT(after.st_mode), after.st_ino) == (stat.S_IFMT(before.st_mode),
+                                                             before.st_ino)
+    assert (tmp_path / "real.tar").read_bytes() == b"keep"
+    assert [p for p in tmp_path.iterdir() if ".tmp-" in p.name] == []
+    # a regular file is replaced with --overwrite (and only with it)
+    assert "exists" in rkt.fails("image", "export", iid, str(tmp_path / "real.tar")).stderr
+    rkt("image", "export", iid, str(tmp_path / "real.tar"), "--overwrite")
+    assert tarfile.is_tarfile(tmp_path / "real.tar")
+
+
+@pytest.mark.skipif(not os.path.isfile("/proc/version"), reason="needs /proc")
+def test_export_into_an_unwritable_directory_is_one_line(rkt, layout):
+    iid = image_id(rkt("fetch", f"oci:{layout}:v1"))
+    err = rkt.fails("image", "export", iid, "/proc/version", "--overwrite").stderr
+    assert err.startswith("rkt: cannot write /proc/version") and err.count("\n") == 1, err
+
+
+def test_targets_need_an_existing_parent_and_a_name(rkt, layout, tmp_path):
+    iid = image_id(rkt("fetch", f"oci:{layout}:v1"))
+    missing = tmp_path / "no" / "such"
+    for args in (["export", iid, str(missing / "out.tar")], ["extract", iid, str(missing / "x")],
+                 ["render", iid, str(missing / "x"), "--rootfs-only"]):
+        err = rkt.fails("image", *args).stderr
+        assert f"parent directory {missing} does not exist" in err, err
+        assert not (tmp_path / "no").exists()
+    (tmp_path / "file").write_text("x")
+    assert "is not a directory" in rkt.fails("image", "export", iid,
+                                             str(tmp_path / "file/out.tar")).stderr
+    for sub in ("export", "extract", "render"):
+        err = rkt.fails("image", sub, iid, "").stderr
+        assert "empty path" in err and err.count("\n") == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config", "data", "file", "layout"]
+
+
+def test_extract_never_replaces_a_non_directory(rkt, layout, tmp_path):
+    iid = image_id(rkt("fetch", f"oci:{layout}:v1"))
+    (tmp_path / "file").write_text("keep")
+    os.mkfifo(tmp_path / "fifo")
+    for name, kind in (("file", "regular file"), ("fifo", "named pipe")):
+        err = rkt.fails("image", "extract", iid, str(tmp_path / name), "--overwrite").stderr
+        assert f"is a {kind}, not a directory" in err, err
+    assert (tmp_path / "file").read_text() == "keep"
+    assert stat.S_ISFIFO(os.lstat(tmp_path / "fifo").st_mode)
+
+
+@pytest.mark.parametrize("transport", ["docker-archive", "oci-archive"])
+def test_fetch_of_a_file_that_is_no_tar(rkt, tmp_path, transport):
+    junk = tmp_path / "passwd"
+    junk.write_text("root:x:0:0:root:/root:/bin/sh\n")
+    err = rkt.fails("fetch", f"{transport}:{junk}").stderr
+    assert err == f"rkt: {transport}:{junk}: not a tar archive\n"
+    assert store_snapshot(rkt.paths.store) == set() or list(rkt.store.images.all()) == []
+
+
+def test_image_help_describes_every_argument():
+    from rktnetes.cli.main import build_parser
+
+    parser = build_parser()
+
+    def sub(p, name):
+        action = next(a for a in p._actions if a.__class__.__name__ == "_SubParsersAction")
+        return action.choices[name]
+
+    image = sub(parser, "image")
+    for name in ("rm", "export", "extract", "render", "cat-manifest"):
+        for a in sub(image, name)._actions:
+            if not a.option_strings:
+                assert a.help, f"image {name}: {a.metavar} has no help"
+    assert sub(image, "render").description != sub(image, "extract").description
+    assert "extract" in sub(image, "render").description
+    assert [a.help for a in sub(parser, "help")._actions if not a.option_strings] != [None]

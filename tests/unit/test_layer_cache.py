@@ -160,3 +160,23 @@ def test_images_in_use(tmp_path):
     bad.mkdir(parents=True)
     (bad / "pod.json").write_text("garbage")
     assert images_in_use(paths) == {"sha256:" + "a" * 64}
+
+
+def test_remove_image_names_the_pods_using_it(store, tmp_path):
+    from rktnetes.store.gc import image_users
+
+    rec = add_image(store, {"a": b"1"}, "one")
+    paths = Paths(tmp_path / "data", tmp_path / "config")
+    for state, uuid in (("run", "11112222-aaaa"), ("prepared", "33334444-bbbb")):
+        pod = paths.pods / state / uuid
+        pod.mkdir(parents=True)
+        (pod / "pod.json").write_text(json.dumps({"apps": [{"image_id": rec.id},
+                                                           {"image_id": rec.id}]}))
+    assert {k: sorted(v) for k, v in image_users(paths).items()} == {
+        rec.id: ["11112222-aaaa", "33334444-bbbb"]}
+    assert images_in_use(paths) == {rec.id}
+    with pytest.raises(StoreError, match="used by pods 11112222, 33334444; remove them first"):
+        remove_image(store, rec.id, lambda: image_users(paths))
+    with pytest.raises(StoreError, match="used by pod 11112222; remove it first"):
+        remove_image(store, rec.id, {rec.id: ["11112222-aaaa"]})
+    assert store.images.get(rec.id)
