@@ -71,6 +71,31 @@ def _add_pod_flags(p: argparse.ArgumentParser, detach: bool) -> None:
     _POD_FLAGS.update({"-d", "-i", "-q"})
 
 
+class _AppFlagBeforeImage(argparse.Action):
+    """An app flag given among the pod flags: remembered, reported by the command as one line
+    (argparse would print the whole usage and `unrecognized arguments`)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if not getattr(namespace, "misplaced_app_flag", None):
+            namespace.misplaced_app_flag = self.dest.removeprefix("app_flag_").replace("_", "-")
+
+
+def add_misplaced_app_flags(p: argparse.ArgumentParser) -> None:
+    """Hidden options for the app flags, so one before the first image gets a clear error."""
+    from .run_grammar import APP_FLAGS
+
+    for flag in APP_FLAGS:
+        p.add_argument(flag, dest="app_flag_" + flag[2:].replace("-", "_"), nargs="?",
+                       action=_AppFlagBeforeImage, default=argparse.SUPPRESS,
+                       help=argparse.SUPPRESS)
+
+
+def check_misplaced_app_flag(args) -> None:
+    flag = getattr(args, "misplaced_app_flag", None)
+    if flag:
+        raise UsageError(f"--{flag} is an app flag: put it after the image it applies to")
+
+
 def register(sub, common) -> None:
     for name, detach in (("run", True), ("prepare", False)):
         what = ("Fetch missing images, prepare a pod and run it. In the foreground, rkt streams "
@@ -82,6 +107,7 @@ def register(sub, common) -> None:
                            description=what, usage=RUN_USAGE.replace("run", name, 1),
                            epilog=APP_FLAGS_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
         _add_pod_flags(p, detach)
+        add_misplaced_app_flags(p)
         p.add_argument("apps", nargs=argparse.REMAINDER, metavar="IMAGE [APP FLAGS] ...",
                        help="images, each followed by its app flags")
         p.set_defaults(func=cmd_run if name == "run" else cmd_prepare)
@@ -111,6 +137,7 @@ def _options(args):
 
 
 def _prepare(args, paths: Paths):
+    check_misplaced_app_flag(args)
     parsed = parse_apps(args.apps, _POD_FLAGS)
     if parsed.globals:
         # --dir etc. given after the image: honor them as if given before the command
@@ -120,16 +147,27 @@ def _prepare(args, paths: Paths):
         raise UsageError("--interactive and --detach cannot be combined")
     from rktnetes.stage0 import prepare as prep
 
+    prep.check_uuid_file(args.uuid_file_save)
     pod, lock = prep.prepare(paths, _options(args), parsed.apps)
     return paths, pod, lock
 
 
 def cmd_prepare(args, paths: Paths) -> int:
+    from rktnetes.stage0 import prepare as prep
+
     paths, pod, lock = _prepare(args, paths)
+    try:
+        if args.uuid_file_save:
+            prep.write_uuid_file(args.uuid_file_save, pod.uuid)
+    except BaseException:
+        prep.discard(paths, pod, lock)  # never ran: leave nothing behind
+        raise
     lock.close()
-    if args.uuid_file_save:
-        _save_uuid(args.uuid_file_save, pod.uuid)
     print(pod.uuid)
+    if not args.quiet:
+        sys.stdout.flush()
+        print(f"prepared pod {pod.uuid}; start it with: rkt run-prepared {pod.uuid}",
+              file=sys.stderr)
     return 0
 
 
@@ -160,7 +198,9 @@ def cmd_run_prepared(args, paths: Paths) -> int:
     lock = pod.lock()
     if not lock.acquire(blocking=False):
         lock.close()
-        raise PodError(f"pod {pod.uuid} is busy (another rkt command holds it)")
+        from rktnetes.stage0.status import not_runnable
+
+        raise not_runnable(pod)  # running, already run, or busy: said in `rkt list`'s words
     try:
         if args.net:
             prep.set_networks(paths, pod, args.net)
@@ -185,10 +225,3 @@ def _check_setup(pod) -> None:
     if err:
         raise PodError(f"pod {pod.uuid}: {err}")
 
-
-def _save_uuid(path: str, uuid: str) -> None:
-    try:
-        with open(path, "w") as f:
-            f.write(uuid + "\n")
-    except OSError as e:
-        print(f"rkt: --uuid-file-save {path}: {e.strerror or e}", file=sys.stderr)

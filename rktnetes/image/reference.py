@@ -32,6 +32,12 @@ _COMPONENT_RE = re.compile(rf"^{_COMPONENT}$")
 _DOMAIN_RE = re.compile(rf"^{_DOMAIN}$")
 _TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
 _DIGEST_RE = re.compile(r"^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$")
+_MAX_SHOWN = 80
+
+
+def _short(s: str) -> str:
+    """A user's value for an error message: at most 80 characters, then an ellipsis."""
+    return s if len(s) <= _MAX_SHOWN else s[:_MAX_SHOWN] + "\u2026"
 
 
 @dataclass(frozen=True)
@@ -99,12 +105,12 @@ def parse(s: str) -> Reference:
         return _parse_path_transport(transport, rest, s)
     if sep and transport == "builtin":
         if rest not in BUILTINS:
-            raise ReferenceError_(f"unknown built-in image {rest!r} (known: {', '.join(BUILTINS)})")
+            raise ReferenceError_(f"unknown built-in image {_short(rest)!r} (known: {', '.join(BUILTINS)})")
         return Reference("builtin", builtin=rest, original=s)
     if sep and "/" not in transport and not rest[:1].isdigit() and re.match(r"^[a-z][a-z0-9+.-]*$", transport) \
             and (rest.startswith("//") or transport in _KNOWN_FOREIGN):
         # `http://...`, `dir:...`, `containers-storage:...`: a transport we do not speak.
-        raise ReferenceError_(f"unsupported transport {transport!r} in {s!r} "
+        raise ReferenceError_(f"unsupported transport {_short(transport)!r} in {_short(s)!r} "
                               f"(use docker://, oci:, oci-archive:, docker-archive: or builtin:)")
     return _parse_docker(s, s)
 
@@ -117,15 +123,15 @@ def _parse_path_transport(transport: str, rest: str, original: str) -> Reference
     # Like containers/image: the path ends at the first colon; what follows is the REF.
     path, _, ref = rest.partition(":")
     if not path:
-        raise ReferenceError_(f"{transport}: reference {original!r} has no path")
+        raise ReferenceError_(f"{transport}: reference {_short(original)!r} has no path")
     if transport == "oci" and ref and not re.match(r"^[A-Za-z0-9._/:@+-]+$", ref):
-        raise ReferenceError_(f"invalid image name {ref!r} in {original!r}")
+        raise ReferenceError_(f"invalid image name {_short(ref)!r} in {_short(original)!r}")
     return Reference(transport, path=os.path.abspath(path), ref=ref, original=original)
 
 
 def _parse_docker(s: str, original: str) -> Reference:
     def bad(why: str) -> ReferenceError_:
-        return ReferenceError_(f"invalid image reference {original!r}: {why}")
+        return ReferenceError_(f"invalid image reference {_short(original)!r}: {why}")
 
     if not s:
         raise bad("no image name")
@@ -133,13 +139,13 @@ def _parse_docker(s: str, original: str) -> Reference:
     if "@" in s:
         name, _, digest = s.partition("@")
         if not _DIGEST_RE.match(digest):
-            raise bad(f"bad digest {digest!r} (expected sha256: and 64 hex digits)")
+            raise bad(f"bad digest {_short(digest)!r} (expected sha256: and 64 hex digits)")
     tag = ""
     last = name.rsplit("/", 1)[-1]
     if ":" in last:  # a colon in the last path component is the tag (one earlier is a port)
         name, _, tag = name.rpartition(":")
         if not _TAG_RE.match(tag):
-            raise bad(f"bad tag {tag!r}")
+            raise bad(f"bad tag {_short(tag)!r}")
     if not name:
         raise bad("no image name")
     parts = name.split("/")
@@ -147,7 +153,7 @@ def _parse_docker(s: str, original: str) -> Reference:
                            or parts[0].startswith("[")):
         registry, repo_parts = parts[0], parts[1:]
         if not _DOMAIN_RE.match(registry):
-            raise bad(f"bad registry host {registry!r}")
+            raise bad(f"bad registry host {_short(registry)!r}")
     else:
         registry, repo_parts = DOCKER_HUB, parts
     if registry in ("index.docker.io", "registry-1.docker.io"):
@@ -158,7 +164,7 @@ def _parse_docker(s: str, original: str) -> Reference:
         if not _COMPONENT_RE.match(comp):
             if comp.lower() != comp and _COMPONENT_RE.match(comp.lower()):
                 raise bad("repository names must be lowercase")
-            raise bad(f"bad name component {comp!r}")
+            raise bad(f"bad name component {_short(comp)!r}")
     if registry == DOCKER_HUB and len(repo_parts) == 1:
         repo_parts = ["library", *repo_parts]
     repository = "/".join(repo_parts)

@@ -40,7 +40,8 @@ from rktnetes.pod.store import PREPARED, RUN, Pod
 from rktnetes.supervise import control
 
 from . import prepare as prep
-from .appspec import AppFlags, build_app, default_app_name, parse_env_file
+from .appspec import (MAX_ID, AppFlags, build_app, default_app_name, parse_env_file,
+                      parse_signal, short)
 from .volumes import check_name, parse_volume
 
 START_TIMEOUT = 60.0
@@ -172,8 +173,9 @@ def _split(values: list[str]) -> list[str]:
 def _parse_gids(values: list[str]) -> list[int]:
     out = []
     for g in _split(values):
-        if not g.isdigit():
-            raise UsageError(f"--supplementary-gids {g!r}: expected numbers (comma list)")
+        if not g.isdigit() or int(g) > MAX_ID:
+            raise UsageError(f"--supplementary-gids {short(g)!r}: expected numbers in "
+                             f"0..{MAX_ID} (comma list)")
         if int(g) not in out:
             out.append(int(g))
     return out
@@ -198,6 +200,7 @@ def add(paths: Paths, pod: Pod, f: AppFlags, x: AddOptions) -> str:
     if x.restart and x.restart not in prep.RESTART_POLICIES:
         raise UsageError(f"--restart={x.restart}: use never, on-failure or always")
     gids = _parse_gids(x.supplementary_gids)
+    stop_signal = parse_signal(x.stop_signal) if x.stop_signal else ""
     mnt = [parse_mnt_volume(v) for v in x.mnt_volumes]
     annotations = prep.parse_kv_list(x.annotations, "--annotation")
     env_files = []
@@ -206,13 +209,14 @@ def add(paths: Paths, pod: Pod, f: AppFlags, x: AddOptions) -> str:
             env_files.append((p, parse_env_file(Path(p).read_text(), f"--set-env-file {p}")))
         except OSError as e:
             raise UsageError(f"--set-env-file {p}: {e.strerror or e}") from None
+    build_app("x", "", f.image, prep._EMPTY_CFG, prep._with_exec(f), env_files)  # pure checks
     store = Store(paths.store)
     opts = prep.PodOptions(pull_policy=x.pull_policy, insecure_options=x.insecure_options,
                            quiet=True)
     # the shared gc lock keeps the image until pod.json names it (as `rkt prepare`)
     with store.gc_lock.held(shared=True):
         rec = prep.resolve_image(paths, store, f.image, opts)
-        app = build_app(f.name or "app", rec.id, f.image, prep.image_config(store, rec), f,
+        app = build_app(f.name or default_app_name(f.image), rec.id, f.image, prep.image_config(store, rec), f,
                         env_files)
         app.mounts += [mt for _, mt in mnt]
         app.restart = x.restart
@@ -220,10 +224,12 @@ def add(paths: Paths, pod: Pod, f: AppFlags, x: AddOptions) -> str:
         app.privileged = x.privileged
         if x.no_new_privileges is not None:
             app.no_new_privileges = x.no_new_privileges
-        if x.stop_signal:
-            app.stop_signal = x.stop_signal
+        if stop_signal:
+            app.stop_signal = stop_signal
         app.annotations = annotations
-        prep.check_exec(app, prep.image_fs(store, rec))
+        fs = prep.image_fs(store, rec)
+        prep.check_exec(app, fs)
+        prep.check_identity(app, fs)
         with changing(pod) as m:
             app.name = f.name or _unique_name(m, f.image)
             if m.app(app.name) is not None:

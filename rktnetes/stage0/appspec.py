@@ -28,6 +28,9 @@ _DEC_UNITS = {"k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 
               "E": 10**18, "": 1}
 _QUANTITY_RE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([A-Za-z]*)$")
 _ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+_USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+MAX_ID = 4294967294          # uid/gid: 32 bits, (uid_t)-1 excluded
+MAX_SIGNAL = 64              # Linux: 1..SIGRTMAX
 
 
 @dataclass
@@ -108,6 +111,53 @@ def parse_caps(values: list[str], flag: str) -> list[str]:
             if f"CAP_{bare}" not in out:
                 out.append(f"CAP_{bare}")
     return out
+
+
+def check_id_value(v: str, what: str) -> str:
+    """A user or group as given: a number in 0..4294967294, or a name (looked up in the image
+    later)."""
+    if not _USER_RE.match(v):
+        raise UsageError(f"{what} {short(v)!r}: expected a number or a name")
+    if v.isdigit() and int(v) > MAX_ID:
+        raise UsageError(f"{what} {short(v)}: out of range (ids are 0..{MAX_ID})")
+    return v
+
+
+def parse_signal(value: str, what: str = "--stop-signal") -> str:
+    """A signal as users write it: SIGTERM, TERM, term, 15, SIGRTMIN+3. Returns the canonical
+    form the monitor reads: the signal's name (SIGTERM) or, for real-time signals, its number."""
+    import signal
+
+    v = value.strip().upper()
+    num: int | None = None
+    if v.isdigit():
+        num = int(v)
+        if not 1 <= num <= MAX_SIGNAL:
+            raise UsageError(f"{what} {short(value)}: signal numbers are 1..{MAX_SIGNAL}")
+    else:
+        name = v if v.startswith("SIG") else "SIG" + v
+        m = re.match(r"^SIGRTM(IN|AX)([+-][0-9]+)?$", name)
+        if m:
+            base = signal.SIGRTMIN if m.group(1) == "IN" else signal.SIGRTMAX
+            num = int(base) + int(m.group(2) or 0)
+            if not int(signal.SIGRTMIN) <= num <= int(signal.SIGRTMAX):
+                raise UsageError(f"{what} {short(value)!r}: not a real-time signal")
+        else:
+            sig = getattr(signal.Signals, name, None) if re.match(r"^SIG[A-Z0-9]+$", name) \
+                else None
+            if not isinstance(sig, signal.Signals):
+                raise UsageError(f"{what} {short(value)!r}: unknown signal (use a name like "
+                                 f"SIGTERM or TERM, or a number 1..{MAX_SIGNAL})")
+            return sig.name
+    try:
+        return signal.Signals(num).name
+    except ValueError:
+        return str(num)
+
+
+def short(s: str, n: int = 80) -> str:
+    """A value for an error message: at most `n` characters, then an ellipsis."""
+    return s if len(s) <= n else s[:n] + "…"
 
 
 def sanitize_name(raw: str) -> str:
@@ -210,8 +260,12 @@ def build_app(name: str, image_id: str, image_name: str, cfg: ImageConfig, f: Ap
         if targets.count(t) > 1:
             raise UsageError(f"app {name}: two mounts on {t}")
     for what, v in (("--user", f.user), ("--group", f.group)):
-        if v and not re.match(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", v):
-            raise UsageError(f"{what} {v!r}: expected a number or a name")
+        if v:
+            check_id_value(v, what)
+    if not f.user:
+        for what, v in (("user", user), ("group", group)):
+            if v:
+                check_id_value(v, f"image {short(image_name)}: its {what}")
     return App(
         name=name, image_id=image_id, image_name=image_name,
         exec=resolve_exec(cfg, f.exec, f.args),

@@ -110,3 +110,50 @@ class LayeredFS:
             if d.startswith("/") and self.is_executable(posixpath.join(d, cmd)):
                 return posixpath.join(d, cmd)
         return None
+
+    def read_text(self, path: str, limit: int = 4 << 20) -> str:
+        """The contents of the regular file at `path` as stage1 would read it from the mounted
+        rootfs: the directories on the way are followed (inside the image), a symlink as the
+        final component is not (it reads as empty). Missing or not a file: ""."""
+        parent, name = posixpath.split(posixpath.normpath("/" + path.lstrip("/")))
+        canon = self._canonical(parent)  # the directory, resolved inside the image
+        if canon is None or not name:
+            return ""
+        e = self._entry(posixpath.join(canon, name))
+        if e is None or not stat.S_ISREG(e[1].st_mode):
+            return ""
+        try:
+            with open(e[0], "rb") as f:
+                return f.read(limit).decode(errors="replace")
+        except OSError:
+            return ""
+
+    def _canonical(self, path: str) -> str | None:
+        """`path` with every symlink resolved inside the image, or None if it does not exist."""
+        todo = [c for c in path.split("/") if c]
+        cur = "/"
+        links = 0
+        while todo:
+            comp = todo.pop(0)
+            if comp == ".":
+                continue
+            if comp == "..":
+                cur = posixpath.dirname(cur) or "/"
+                continue
+            nxt = posixpath.join(cur, comp)
+            found = self._entry(nxt)
+            if found is None:
+                return None
+            full, st = found
+            if stat.S_ISLNK(st.st_mode):
+                links += 1
+                if links > _MAX_LINKS:
+                    return None
+                target = os.readlink(full)
+                todo = [c for c in target.split("/") if c] + todo
+                cur = "/" if target.startswith("/") else cur
+                continue
+            if not stat.S_ISDIR(st.st_mode):
+                return None
+            cur = nxt
+        return cur

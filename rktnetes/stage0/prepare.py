@@ -26,7 +26,7 @@ from rktnetes.pod.manifest import App, NetworkRequest, PodManifest, PortForward,
 from rktnetes.pod.store import PREPARE, PREPARED, Pod, PodLock, PodStore
 from rktnetes.store import ImageRecord, Store
 
-from .appspec import AppFlags, assign_names, build_app, parse_env_file
+from .appspec import AppFlags, assign_names, build_app, parse_env_file, short
 from .imagefs import LayeredFS
 from .options import PULL_POLICIES, RESTART_POLICIES
 from .volumes import parse_volume
@@ -222,8 +222,56 @@ def check_exec(app: App, fs: LayeredFS) -> None:
     if "/" in cmd and not cmd.startswith("/"):
         cmd = posixpath.normpath(posixpath.join(app.working_dir, cmd))
     if fs.which(cmd, app.env.get("PATH", "")) is None:
-        raise PodError(f"app {app.name}: {app.exec[0]} not found (or not executable) "
-                       f"in image {app.image_name}")
+        raise PodError(f"app {app.name}: {short(app.exec[0])} not found (or not executable) "
+                       f"in image {short(app.image_name)}")
+
+
+RUNC_MAX_ID = 2**31 - 1   # runc (libcontainer) refuses larger uids and gids
+
+
+def check_identity(app: App, fs: LayeredFS, stage1: str = "default") -> None:
+    """The app's user and group exist in the image's /etc/passwd and /etc/group (names are
+    looked up as stage1 will; numbers pass), and the ids are ones the stage1 can use."""
+    from rktnetes.stage1.users import resolve
+
+    try:
+        ident = resolve(app.user, app.group, fs.read_text("/etc/passwd"),
+                        fs.read_text("/etc/group"), app.supplementary_gids)
+    except RktError as e:
+        raise PodError(f"app {app.name}: {e} (image {short(app.image_name)})") from None
+    except ValueError:  # a malformed passwd/group line: stage1 would fail the same way
+        raise PodError(f"app {app.name}: cannot read the users of image "
+                       f"{short(app.image_name)} (malformed /etc/passwd or /etc/group)") from None
+    if stage1 != "fly":
+        for what, n in (("uid", ident.uid), ("gid", ident.gid),
+                        *(("supplementary gid", g) for g in ident.additional_gids)):
+            if n > RUNC_MAX_ID:
+                raise UsageError(f"app {app.name}: {what} {n} is out of range for the "
+                                 f"{stage1} stage1 (runc takes 0..{RUNC_MAX_ID})")
+
+
+def check_uuid_file(path: str, flag: str = "--uuid-file-save") -> None:
+    """A file we will write the pod's UUID to: its directory exists, and it is not one."""
+    if not path:
+        return
+    parent = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise UsageError(f"{flag} {short(path)}: is a directory")
+    if not os.path.isdir(parent):
+        why = "does not exist" if not os.path.lexists(parent) else "is not a directory"
+        raise UsageError(f"{flag} {short(path)}: {short(parent)} {why}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} {short(path)}: {short(parent)} is not writable")
+    if os.path.lexists(path) and not os.path.isfile(path):
+        raise UsageError(f"{flag} {short(path)}: not a regular file")
+
+
+def write_uuid_file(path: str, uuid: str, flag: str = "--uuid-file-save") -> None:
+    try:
+        with open(path, "w") as f:
+            f.write(uuid + "\n")
+    except OSError as e:
+        raise PodError(f"{flag} {short(path)}: {e.strerror or e}") from None
 
 
 def check_volumes(apps: list[App], volumes: list[Volume]) -> None:
@@ -256,6 +304,12 @@ def build_manifest(paths: Paths, o: PodOptions, flags: list[AppFlags]) -> PodMan
         raise UsageError("--interactive needs exactly one app")
     if o.stage1 == "fly" and len(flags) != 1:
         raise UsageError("the fly stage1 runs exactly one app")
+    if o.stage1 == "fly":
+        for f in flags:
+            for flag, v in (("--memory", f.memory), ("--cpu", f.cpu)):
+                if v:
+                    raise UsageError(f"{flag}: fly applies no resource limits (it runs apps "
+                                     f"in the host's cgroups); use --stage1=default")
     env_files = []
     for f in flags:
         files = []
@@ -278,7 +332,9 @@ def build_manifest(paths: Paths, o: PodOptions, flags: list[AppFlags]) -> PodMan
         app = build_app(name, rec.id, f.image, cfg, f, files)
         app.interactive = o.interactive
         app.tty = o.interactive and sys.stdin.isatty()
-        check_exec(app, image_fs(store, rec))
+        fs = image_fs(store, rec)
+        check_exec(app, fs)
+        check_identity(app, fs, o.stage1)
         apps.append(app)
     check_volumes(apps, volumes)
     if o.ports:

@@ -50,7 +50,10 @@ def parse_volume(value: str) -> Volume:
     name, kv = _pairs(value, "--volume", first_is_name=True)
     name = kv.pop("name", name)
     check_name(name, "--volume")
-    kind = kv.pop("kind", "host" if "source" in kv else "empty")
+    if "kind" not in kv:
+        raise UsageError(f"--volume {name}: kind= is required (kind=host,source=PATH or "
+                         f"kind=empty)")
+    kind = kv.pop("kind")
     if kind not in ("host", "empty"):
         raise UsageError(f"--volume {name}: kind must be host or empty, not {kind!r}")
     vol = Volume(name=name, kind=kind)
@@ -72,8 +75,9 @@ def parse_volume(value: str) -> Volume:
         for key in ("uid", "gid"):
             if key in kv:
                 raw = kv.pop(key)
-                if not raw.isdigit():
-                    raise UsageError(f"--volume {name}: {key} must be a number, not {raw!r}")
+                if not raw.isdigit() or int(raw) > 4294967294:
+                    raise UsageError(f"--volume {name}: {key} must be a number in "
+                                     f"0..4294967294, not {raw[:80]!r}")
                 setattr(vol, key, int(raw))
     if kv:
         raise UsageError(f"--volume {name}: unknown option(s) {', '.join(sorted(kv))}")

@@ -224,7 +224,9 @@ def test_app_nonzero_exit_and_oom_kill(r):
 def test_app_start_error_keeps_sandbox(r):
     uuid = sandbox(r)
     add(r, uuid, "ok", SLEEPER)
-    r("app", "add", uuid, IMAGE, "--name", "broken", "--user", "nosuchuser")
+    # passes every check of `app add` (a user that does not exist no longer would), but the
+    # runtime cannot make a file its working directory
+    r("app", "add", uuid, IMAGE, "--name", "broken", "--working-dir", "/bin/busybox")
     res = r.fails("app", "start", uuid, "--app", "broken")
     assert "broken" in res.stderr and len(res.stderr.strip().splitlines()) == 1
     a = app(r, uuid, "broken")
@@ -371,6 +373,23 @@ def test_bad_input_one_clear_line(r):
     one_line(r.fails("app", "add", uuid, IMAGE, "--exec", "/no/such/binary"))
     one_line(r.fails("app", "add", uuid, IMAGE, "--mount", "volume=nope,target=/x"))
     one_line(r.fails("app", "add", uuid))
+    # checked when added, not when started (nothing recorded)
+    for sig in ("SIGBOGUS", "99", "0", "-1"):
+        assert "--stop-signal" in one_line(r.fails("app", "add", uuid, IMAGE, "--name", "s",
+                                                   "--stop-signal", sig))
+    assert "user 'nosuchuser' not found" in one_line(
+        r.fails("app", "add", uuid, IMAGE, "--name", "u", "--user=nosuchuser"))
+    assert "group 'nosuchgroup' not found" in one_line(
+        r.fails("app", "add", uuid, IMAGE, "--name", "g", "--group=nosuchgroup"))
+    assert "out of range" in one_line(
+        r.fails("app", "add", uuid, IMAGE, "--name", "g", "--user=99999999999"))
+    assert "0..4294967294" in one_line(
+        r.fails("app", "add", uuid, IMAGE, "--name", "g", "--supplementary-gids=4294967295"))
+    assert "kind= is required" in one_line(
+        r.fails("app", "add", uuid, IMAGE, "--name", "v", "--mnt-volume=v,target=/v"))
+    for res in (r.fails("app", "exec", uuid, "--", "true"), r.fails("app", "add", uuid),
+                r.fails("app", "add", uuid, "--exec=/bin/true", IMAGE)):
+        assert not one_line(res).startswith("rkt: rkt"), res.stderr
     one_line(r.fails("app", "sandbox", "--stage1=fly"))
     # a pod from `rkt run` is not a sandbox
     plain = run_detached(r, "--net=none", IMAGE, "--exec", "/bin/sh", "--", "-c", SLEEPER, "---")
@@ -379,6 +398,22 @@ def test_bad_input_one_clear_line(r):
     assert set(apps(r, uuid)) == {"web", "idle"}
     r("stop", "--force", plain)
     r("rm", plain)
+    finish(r, uuid)
+
+
+def test_stop_signal_forms(r):
+    """--stop-signal as a name, a name without SIG, or a number: the app gets that signal (it
+    exits 0 on it) rather than the SIGKILL after the timeout."""
+    uuid = sandbox(r)
+    for name, sig, trap in (("a", "SIGUSR1", "USR1"), ("b", "USR2", "USR2"), ("c", "15", "TERM")):
+        add(r, uuid, name, f"trap 'exit 0' {trap}; while :; do sleep 0.1; done",
+            "--stop-signal", sig)
+        r("app", "start", uuid, "--app", name)
+        r("app", "stop", uuid, "--app", name, "--timeout", "20s")
+        a = app(r, uuid, name)
+        assert a["state"] == "exited" and a["exit_code"] == 0 and not a["signal"], a
+    m = json.loads(r("cat-manifest", uuid).stdout)
+    assert [x["stop_signal"] for x in m["apps"]] == ["SIGUSR1", "SIGUSR2", "SIGTERM"]
     finish(r, uuid)
 
 

@@ -55,3 +55,85 @@ def test_exec_flags_after_uuid():
     assert exec_flags(ns) == ["ls", "-l"] and ns.app == "w" and not ns.interactive
     with pytest.raises(UsageError):
         exec_flags(argparse.Namespace(app="", interactive=False, tty=False, cmd=["ls"]))
+
+
+# -- one clean line for bad command lines (nothing touched) --------------------------------------
+
+def _rkt(tmp_path, capsys, *argv):
+    from rktnetes.cli.main import main
+
+    rc = main(["--dir", str(tmp_path / "data"), "--config-dir", str(tmp_path / "config"), *argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def _created(tmp_path) -> set[str]:
+    data = tmp_path / "data"
+    return {str(p.relative_to(data)) for p in data.rglob("*")} if data.exists() else set()
+
+
+def _one_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("rkt: ") and not lines[0].startswith("rkt: rkt"), err
+    assert "app busybox: app busybox" not in lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize("verb", ["run", "prepare"])
+@pytest.mark.parametrize("flag", ["--memory=abc", "--exec=/bin/true", "--readonly-rootfs",
+                                  "--user", "--cpu=1"])
+def test_app_flag_before_the_image(tmp_path, capsys, verb, flag):
+    rc, out, err = _rkt(tmp_path, capsys, verb, flag, "builtin:busybox")
+    name = flag.partition("=")[0]
+    assert rc == 2 and out == ""
+    assert _one_line(err) == f"rkt: {name} is an app flag: put it after the image it applies to"
+    assert "usage:" not in err and "unrecognized" not in err
+    assert not (tmp_path / "data").exists()
+
+
+def test_app_add_and_exec_messages_have_one_prefix(tmp_path, capsys):
+    uuid = "00000000-0000-0000-0000-000000000000"
+    rc, _, err = _rkt(tmp_path, capsys, "app", "exec", uuid)
+    assert rc == 2 and "--app=NAME is required" in _one_line(err)
+    rc, _, err = _rkt(tmp_path, capsys, "app", "add", uuid)
+    assert rc == 2 and "no image given" in _one_line(err)
+    rc, _, err = _rkt(tmp_path, capsys, "app", "add", uuid, "--memory=1M", "builtin:busybox")
+    assert rc == 2 and "--memory is an app flag" in _one_line(err)
+    rc, _, err = _rkt(tmp_path, capsys, "app", "add", uuid, "builtin:busybox", "--name", "a",
+                      "builtin:busybox")
+    assert rc == 2 and "takes one image" in _one_line(err)
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--volume=bad", "builtin:busybox"], "kind= is required"),
+    (["--volume=v,kind=host", "builtin:busybox"], "source=PATH"),
+    (["--volume=v,kind=empty,color=red", "builtin:busybox"], "unknown option"),
+    (["--uuid-file-save=/nonexistent/dir/u", "builtin:busybox"], "does not exist"),
+    (["--uuid-file-save=/etc", "builtin:busybox"], "is a directory"),
+    (["--stage1=fly", "builtin:busybox", "--memory=32M"], "fly applies no resource limits"),
+    (["--stage1=fly", "builtin:busybox", "--cpu=500m"], "fly applies no resource limits"),
+    (["builtin:busybox", "--user=99999999999"], "out of range"),
+    (["builtin:busybox", "--group=4294967295"], "out of range"),
+])
+@pytest.mark.parametrize("verb", ["prepare"])  # `run` would exec the monitor if it got through
+def test_rejected_before_anything_exists(tmp_path, capsys, verb, args, msg):
+    rc, out, err = _rkt(tmp_path, capsys, verb, *args, "--exec", "/bin/true")
+    assert rc != 0 and out == ""
+    assert msg in _one_line(err)
+    assert _created(tmp_path) <= {"store", "store/gc.lock"}  # no fetch, no pod directory
+
+
+def test_long_values_are_shortened(tmp_path, capsys):
+    from rktnetes.errors import ReferenceError_
+    from rktnetes.image.reference import parse
+
+    long = "a" * 5000
+    for ref in (long, "docker://" + long, f"x/y:{long}", f"x/{long.upper()}", f"x@{long}",
+                f"oci:/x:{long}!", f"builtin:{long}", f"{long}.com/x/{long}"):
+        with pytest.raises(ReferenceError_) as e:
+            parse(ref)
+        assert len(str(e.value)) < 300, str(e.value)[:400]
+        assert "\u2026" in str(e.value)
+    rc, _, err = _rkt(tmp_path, capsys, "run", long)
+    assert rc != 0 and len(_one_line(err)) < 300

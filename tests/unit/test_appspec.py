@@ -125,14 +125,16 @@ def test_volumes():
     assert parse_volume("data,kind=host,source=/srv/x/,readOnly=true") == \
         Volume("data", "host", "/srv/x", True)
     assert parse_volume("tmp,kind=empty,mode=700,uid=5") == Volume("tmp", "empty", mode="0700", uid=5)
-    assert parse_volume("name=v,source=/x").kind == "host"
+    assert parse_volume("name=v,kind=host,source=/x").kind == "host"
     assert parse_mount("volume=data,target=/mnt,readOnly=false") == Mount("data", "/mnt", False)
 
 
 @pytest.mark.parametrize("v", ["", "Data,kind=empty", "d,kind=nfs", "d,kind=host",
                                "d,kind=host,source=rel", "d,kind=empty,source=/x",
                                "d,kind=host,source=/x,readOnly=maybe", "d,kind=empty,mode=999",
-                               "d,kind=empty,bogus=1", "d,kind=empty,kind=host", "d,junk"])
+                               "d,kind=empty,bogus=1", "d,kind=empty,kind=host", "d,junk",
+                               "bad", "name=v,source=/x", "d,kind=host,source=/x,mode=0755",
+                               "d,kind=empty,uid=4294967295"])
 def test_volumes_bad(v):
     with pytest.raises(UsageError):
         parse_volume(v)
@@ -256,3 +258,119 @@ def test_network_fields_dns_ports_hosts():
             network_fields([], [], **bad)
     with pytest.raises(UsageError):
         network_fields([], ["80/tcp:8080", "81/tcp:8080"])
+
+
+def test_volume_kind_is_required():
+    with pytest.raises(UsageError, match="kind= is required"):
+        parse_volume("bad")
+
+
+# -- users, groups, signals -------------------------------------------------------------------
+
+@pytest.mark.parametrize("field", ["user", "group"])
+@pytest.mark.parametrize("value", ["99999999999", "4294967295"])
+def test_ids_out_of_range(field, value):
+    f = a.AppFlags(image="img", **{field: value})
+    with pytest.raises(UsageError, match="out of range"):
+        a.build_app("x", "id", "img", cfg(), f, [])
+
+
+def test_ids_in_range_and_names():
+    f = a.AppFlags(image="img", user="4294967294", group="0")
+    app = a.build_app("x", "id", "img", cfg(), f, [])
+    assert (app.user, app.group) == ("4294967294", "0")
+    assert a.build_app("x", "id", "img", cfg(), a.AppFlags(image="img", user="nobody"), []).user \
+        == "nobody"
+    with pytest.raises(UsageError):  # the image's own user is checked too
+        a.build_app("x", "id", "img", cfg(user="99999999999"), a.AppFlags(image="img"), [])
+
+
+@pytest.mark.parametrize("v,want", [("SIGTERM", "SIGTERM"), ("TERM", "SIGTERM"),
+                                    ("term", "SIGTERM"), ("15", "SIGTERM"), ("9", "SIGKILL"),
+                                    ("SIGQUIT", "SIGQUIT"), ("sighup", "SIGHUP"), ("1", "SIGHUP"),
+                                    ("64", "SIGRTMAX")])
+def test_parse_signal(v, want):
+    assert a.parse_signal(v) == want
+
+
+@pytest.mark.parametrize("v", ["SIGBOGUS", "BOGUS", "99", "0", "65", "-1", "", "SIG_DFL",
+                               "SIGRTMAX+1", "15x"])
+def test_parse_signal_bad(v):
+    with pytest.raises(UsageError, match="--stop-signal"):
+        a.parse_signal(v)
+
+
+def test_short():
+    assert a.short("abc") == "abc"
+    assert a.short("x" * 5000) == "x" * 80 + "\u2026"
+
+
+# -- reading files through the layers -----------------------------------------------------------
+
+def test_layered_read_text(tmp_path):
+    low, up = tmp_path / "low", tmp_path / "up"
+    (low / "etc").mkdir(parents=True)
+    (low / "etc/passwd").write_text("root:x:0:0::/root:/bin/sh\n")
+    (low / "etc/group").write_text("root:x:0:\n")
+    (low / "etc/hosts").write_text("old\n")
+    (up / "etc").mkdir(parents=True)
+    (up / "etc/passwd").write_text("web:x:33:33::/:/bin/sh\n")
+    (up / "etc/.wh.group").write_text("")
+    (up / "etc/hosts").symlink_to("/etc/passwd")       # a final symlink is not followed
+    (up / "cfg").symlink_to("etc")                      # a directory symlink is
+    fs = LayeredFS([low, up])
+    assert fs.read_text("/etc/passwd").startswith("web:")
+    assert fs.read_text("/cfg/passwd").startswith("web:")
+    assert fs.read_text("/etc/group") == ""
+    assert fs.read_text("/etc/hosts") == ""
+    assert fs.read_text("/etc/nope") == "" and fs.read_text("/nope/passwd") == ""
+    assert fs.read_text("/etc") == ""
+
+
+def test_check_identity(tmp_path):
+    from rktnetes.errors import PodError
+    from rktnetes.stage0.prepare import check_identity
+
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc/passwd").write_text("root:x:0:0::/root:/bin/sh\nweb:x:33:33::/:/bin/sh\n")
+    (tmp_path / "etc/group").write_text("root:x:0:\nwww:x:33:web\n")
+    fs = LayeredFS([tmp_path])
+
+    def app(user="", group=""):
+        return a.build_app("x", "id", "img", cfg(), a.AppFlags(image="img", user=user,
+                                                               group=group), [])
+
+    for ok in (app(), app("web"), app("web", "www"), app("1234"), app("1234", "5678"),
+               app("0", "www")):
+        check_identity(ok, fs)
+    with pytest.raises(PodError, match="user 'nosuchuser' not found"):
+        check_identity(app("nosuchuser"), fs)
+    with pytest.raises(PodError, match="group 'nosuchgroup' not found"):
+        check_identity(app("web", "nosuchgroup"), fs)
+    with pytest.raises(PodError, match="user 'web' not found"):
+        check_identity(app("web"), LayeredFS([tmp_path / "etc"]))  # no /etc/passwd at all
+
+
+def test_check_uuid_file(tmp_path):
+    from rktnetes.stage0.prepare import check_uuid_file
+
+    check_uuid_file("")
+    check_uuid_file(str(tmp_path / "u"))
+    (tmp_path / "u").write_text("old")
+    check_uuid_file(str(tmp_path / "u"))
+    for bad, why in ((tmp_path / "nonexistent/dir/u", "does not exist"),
+                     (tmp_path, "is a directory"), (tmp_path / "u" / "x", "not a directory")):
+        with pytest.raises(UsageError, match=why):
+            check_uuid_file(str(bad))
+
+
+def test_fly_rejects_resource_limits(tmp_path):
+    from rktnetes.config import Paths
+    from rktnetes.stage0.prepare import PodOptions, build_manifest
+
+    paths = Paths.resolve(str(tmp_path / "data"), str(tmp_path / "config"))
+    for flag in ("memory", "cpu"):
+        f = a.AppFlags(image="builtin:busybox", exec="/bin/true", **{flag: "1"})
+        with pytest.raises(UsageError, match="fly applies no resource limits"):
+            build_manifest(paths, PodOptions(stage1="fly"), [f])
+    assert not (tmp_path / "data").exists()  # rejected before any fetch
