@@ -94,7 +94,7 @@ def register(sub, common) -> None:
                         "`rkt app start`.", usage="rkt app add UUID IMAGE [APP FLAGS] "
                         "[-- ARGS ---]", epilog=ADD_FLAGS_HELP,
                         formatter_class=argparse.RawDescriptionHelpFormatter)
-    a.add_argument("uuid", metavar="UUID")
+    a.add_argument("uuid", metavar="UUID", help="the sandbox pod (UUID or a unique prefix)")
     a.add_argument("rest", nargs=argparse.REMAINDER, metavar="IMAGE [APP FLAGS]")
     a.set_defaults(func=cmd_add)
 
@@ -103,7 +103,7 @@ def register(sub, common) -> None:
                        ("status", "show an app's status")):
         c = asub.add_parser(name, parents=[common], help=what, description=what[0].upper() +
                             what[1:] + ".")
-        c.add_argument("uuid", metavar="UUID")
+        c.add_argument("uuid", metavar="UUID", help="the pod (UUID or a unique prefix)")
         c.add_argument("--app", required=True, help="the app's name")
         if name in ("stop", "rm"):
             c.add_argument("--timeout", default="10s",
@@ -118,7 +118,7 @@ def register(sub, common) -> None:
 
     c = asub.add_parser("list", parents=[common], help="list a pod's apps",
                         description="List a pod's apps with their states.")
-    c.add_argument("uuid", metavar="UUID")
+    c.add_argument("uuid", metavar="UUID", help="the pod (UUID or a unique prefix)")
     c.add_argument("--no-legend", action="store_true", help="no header line")
     add_format_flag(c)
     c.set_defaults(func=cmd_list)
@@ -126,7 +126,7 @@ def register(sub, common) -> None:
     c = asub.add_parser("exec", parents=[common], help="run a command in a running app",
                         description="Run CMD in the namespaces of a running app; exits with "
                         "its exit code.", usage="rkt app exec UUID --app=NAME [-i] [-t] -- CMD ...")
-    c.add_argument("uuid", metavar="UUID")
+    c.add_argument("uuid", metavar="UUID", help="the pod (UUID or a unique prefix)")
     c.add_argument("--app", default="", help="the app's name (required)")
     c.add_argument("-i", "--interactive", action="store_true", help="pass our stdin to CMD")
     c.add_argument("-t", "--tty", action="store_true",
@@ -157,8 +157,9 @@ def _apps():
 # -- sandbox / add ------------------------------------------------------------------------------
 
 def cmd_sandbox(args, paths: Paths) -> int:
-    from rktnetes.stage0.prepare import PodOptions
+    from rktnetes.stage0.prepare import PodOptions, check_uuid_file
 
+    check_uuid_file(args.uuid_file_save)
     o = _apps().SandboxOptions(
         pod=PodOptions(stage1=args.stage1, hostname=args.hostname, volumes=args.volume,
                        restart=args.restart, annotations=args.annotation, labels=args.label,
@@ -220,16 +221,21 @@ def split_add_flags(tokens: list[str]) -> tuple[list[str], AddOptions]:
 
 
 def cmd_add(args, paths: Paths) -> int:
+    from .run_grammar import APP_FLAGS
+
     rest, x = split_add_flags(args.rest)
+    if rest and rest[0].partition("=")[0] in APP_FLAGS:
+        raise UsageError(f"{rest[0].partition('=')[0]} is an app flag: put it after the image "
+                         f"it applies to")
     if not rest or rest[0].startswith("-"):
-        raise UsageError("rkt app add UUID IMAGE [APP FLAGS]: no image given")
+        raise UsageError("no image given (usage: app add UUID IMAGE [APP FLAGS])")
     parsed = parse_apps(rest)
     if parsed.globals:
         paths = Paths.resolve(parsed.globals.get("dir") or str(paths.data),
                               parsed.globals.get("config_dir") or str(paths.config))
     if len(parsed.apps) != 1:
-        raise UsageError(f"rkt app add takes one image, not {len(parsed.apps)} "
-                         f"({', '.join(a.image for a in parsed.apps)})")
+        raise UsageError(f"app add takes one image, not {len(parsed.apps)} "
+                         f"({', '.join(a.image[:80] for a in parsed.apps[:5])})")
     name = _apps().add(paths, _pod(paths, args.uuid), parsed.apps[0], x)
     print(name)
     return 0
@@ -328,7 +334,7 @@ def exec_flags(args) -> list[str]:
             rest.insert(0, t)
             break
     if not args.app:
-        raise UsageError("rkt app exec: --app=NAME is required")
+        raise UsageError("--app=NAME is required (the app to run the command in)")
     return rest
 
 

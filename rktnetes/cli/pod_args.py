@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rktnetes.cli import durations
@@ -40,23 +39,60 @@ def parse_since(s: str) -> float:
         raise UsageError(f"--since {s!r}: expected a duration (10m) or an RFC 3339 time") from None
 
 
+UUID_HELP = "pod UUID or a unique prefix of it"
+
+
 def add_uuid_args(p, many: bool = False) -> None:
     p.add_argument("uuids" if many else "uuid", nargs="*" if many else "?", metavar="UUID",
-                   help="pod UUID or a unique prefix of it")
-    p.add_argument("--uuid-file", default="", help="read the pod UUID from this file")
+                   help="pod UUIDs or unique prefixes of them" if many else UUID_HELP)
+    p.add_argument("--uuid-file", default="", metavar="FILE",
+                   help="read the pod UUID from FILE (as written by --uuid-file-save)")
+
+
+MAX_UUID_FILE = 4096
+
+
+def read_uuid_file(path: str) -> str:
+    """The pod UUID in a --uuid-file: its first line, stripped. A file that cannot be read, is
+    not text, or holds no UUID is a usage error (one line, never a traceback)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_UUID_FILE + 1)
+    except OSError as e:
+        raise UsageError(f"--uuid-file {path}: {e.strerror or e}") from None
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError:
+        raise UsageError(f"--uuid-file {path}: not a text file holding a pod UUID") from None
+    lines = text.strip().splitlines()
+    if not lines:
+        raise UsageError(f"--uuid-file {path}: the file is empty")
+    uuid = lines[0].strip()
+    if len(data) > MAX_UUID_FILE or len(lines) > 1 or not re.fullmatch(r"[0-9A-Za-z-]+", uuid):
+        raise UsageError(f"--uuid-file {path}: does not hold a pod UUID")
+    return uuid
+
+
+def wanted_uuids(args, many: bool = False) -> list[str]:
+    """The UUIDs (or prefixes) given as arguments and/or with --uuid-file. None given, or an
+    empty one, is a usage error."""
+    if many:
+        wanted = list(args.uuids)
+    else:
+        wanted = [] if args.uuid is None else [args.uuid]
+    if getattr(args, "uuid_file", ""):
+        wanted.append(read_uuid_file(args.uuid_file))
+    if not wanted:
+        raise UsageError("no pod UUID given (or use --uuid-file)")
+    if any(not u.strip() for u in wanted):
+        raise UsageError("empty pod UUID")
+    if not many and len(wanted) > 1:
+        raise UsageError("give one pod UUID, not both UUID and --uuid-file")
+    return wanted
 
 
 def pods_from_args(paths: Paths, args, many: bool = False) -> list[Pod]:
-    wanted = list(args.uuids) if many else ([args.uuid] if args.uuid else [])
-    if args.uuid_file:
-        try:
-            wanted.append(Path(args.uuid_file).read_text().strip())
-        except OSError as e:
-            raise UsageError(f"--uuid-file {args.uuid_file}: {e.strerror or e}") from None
-    if not wanted:
-        raise UsageError("no pod UUID given (or use --uuid-file)")
-    if not many and len(wanted) > 1:
-        raise UsageError("give one pod UUID, not both UUID and --uuid-file")
+    wanted = wanted_uuids(args, many)
     from rktnetes.pod.store import PodStore
 
     store = PodStore(paths.pods)

@@ -15,7 +15,7 @@ from rktnetes.config import Paths
 from rktnetes.errors import RktError, UsageError
 
 from .output import add_format_flag, print_json, print_table
-from .pod_args import add_uuid_args, parse_duration, parse_since, pods_from_args
+from .pod_args import add_uuid_args, parse_duration, parse_since, pods_from_args, wanted_uuids
 
 if TYPE_CHECKING:
     from rktnetes.stage0.status import PodStatus
@@ -23,9 +23,12 @@ if TYPE_CHECKING:
 
 def register(sub, common) -> None:
     p = sub.add_parser("list", parents=[common], help="list pods",
-                       description="List pods: one row per app, the pod's UUID on its first row.")
+                       description="List pods: one row per app, with the app's own state "
+                       "(APP STATE); the pod's UUID, state, times and networks on its first "
+                       "row. Times are relative (absolute RFC 3339 with --full).")
     add_format_flag(p)
-    p.add_argument("--full", action="store_true", help="full UUIDs, image IDs and times")
+    p.add_argument("--full", action="store_true",
+                   help="full UUIDs, an IMAGE ID column and absolute times")
     p.add_argument("--no-legend", action="store_true", help="no header line")
     p.set_defaults(func=cmd_list)
 
@@ -56,10 +59,13 @@ def register(sub, common) -> None:
     p.set_defaults(func=cmd_rm)
 
     p = sub.add_parser("enter", parents=[common], help="run a command inside a running app",
-                       description="Run CMD (default /bin/sh) inside an app of a running pod.")
-    p.add_argument("uuid", metavar="UUID")
+                       description="Run CMD (default /bin/sh) inside an app of a running pod; "
+                       "exits with its exit code (127: no such command, 126: not executable).",
+                       usage="rkt enter [--app NAME] [--uuid-file FILE] [UUID] [--] [CMD ...]")
+    add_uuid_args(p)
     p.add_argument("--app", default="", help="the app (needed when the pod has several)")
-    p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="CMD ...")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="CMD ...",
+                   help="the command and its arguments (default: /bin/sh)")
     p.set_defaults(func=cmd_enter)
 
     p = sub.add_parser("cat-manifest", parents=[common], help="print a pod's manifest",
@@ -70,7 +76,9 @@ def register(sub, common) -> None:
 
     p = sub.add_parser("logs", parents=[common], help="print an app's logs",
                        description="Print an app's output as recorded in its CRI-format log "
-                       "(<RFC3339Nano> stdout|stderr F|P <line>).")
+                       "(<RFC3339Nano> stdout|stderr F|P <line>), in time order: its stdout "
+                       "lines on stdout, its stderr lines on stderr (--cri: every raw line on "
+                       "stdout).")
     add_uuid_args(p)
     p.add_argument("--app", default="", help="the app (needed when the pod has several)")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new output until "
@@ -93,16 +101,17 @@ def register(sub, common) -> None:
 
 # -- list / status ------------------------------------------------------------------------
 
-def _ago(ts: float) -> str:
+def _ago(ts: float, now: float | None = None) -> str:
     if not ts:
         return "-"
-    d = max(0, time.time() - ts)
-    for unit, n in (("day", 86400), ("hour", 3600), ("minute", 60)):
+    d = max(0.0, (time.time() if now is None else now) - ts)
+    if d < 1:
+        return "just now"
+    for unit, n in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
         if d >= n:
             k = int(d // n)
             return f"{k} {unit}{'s' if k != 1 else ''} ago"
-    k = int(d)
-    return f"{k} second{'s' if k != 1 else ''} ago"
+    return "just now"
 
 
 def _iso(ts: float) -> str:
@@ -122,11 +131,24 @@ def _networks(s: PodStatus) -> str:
     return ",".join(out) or "-"
 
 
+def _app_state(a) -> str:
+    """An app's own state for `rkt list`: running, created, exited(CODE), start failed..."""
+    if a is None:
+        return "-"
+    if a.state == "exited":
+        if a.reason == "StartError":
+            return "start failed"
+        if a.reason == "OOMKilled":
+            return f"exited({a.exit_code}) OOMKilled"
+        return "exited" if a.exit_code is None else f"exited({a.exit_code})"
+    return a.state or "-"
+
+
 def cmd_list(args, paths: Paths) -> int:
     from rktnetes.pod.store import PodStore
     from rktnetes.stage0.status import list_pods
 
-    pods = list_pods(PodStore(paths.pods), app_states=args.format == "json")
+    pods = list_pods(PodStore(paths.pods))
     if args.format == "json":
         print_json([s.to_json() for s in pods])
         return 0
@@ -135,12 +157,15 @@ def cmd_list(args, paths: Paths) -> int:
     for s in pods:
         uuid = s.uuid if args.full else s.uuid[:8]
         for i, a in enumerate(s.apps or [None]):
-            image = (a.image_id if args.full else a.image) if a else "-"
             first = i == 0
-            rows.append([uuid if first else "", a.name if a else "-", image,
-                         s.state if first else "", when(s.created_at) if first else "",
-                         when(s.started_at) if first else "", _networks(s) if first else ""])
-    headers = ["UUID", "APP", "IMAGE NAME", "STATE", "CREATED", "STARTED", "NETWORKS"]
+            row = [uuid if first else "", a.name if a else "-", a.image if a else "-"]
+            if args.full:
+                row.append(a.image_id if a else "-")
+            row += [s.state if first else "", _app_state(a), when(s.created_at) if first else "",
+                    when(s.started_at) if first else "", _networks(s) if first else ""]
+            rows.append(row)
+    headers = ["UUID", "APP", "IMAGE NAME", *(["IMAGE ID"] if args.full else []), "STATE",
+               "APP STATE", "CREATED", "STARTED", "NETWORKS"]
     if args.no_legend:
         for r in rows:
             print("\t".join(r).rstrip())
@@ -216,14 +241,7 @@ def _each_pod(args, paths: Paths, action) -> int:
     from rktnetes.pod.store import PodStore
 
     store = PodStore(paths.pods)
-    wanted = list(args.uuids)
-    if args.uuid_file:
-        try:
-            wanted.append(open(args.uuid_file).read().strip())
-        except OSError as e:
-            raise UsageError(f"--uuid-file {args.uuid_file}: {e.strerror or e}") from None
-    if not wanted:
-        raise UsageError("no pod UUID given (or use --uuid-file)")
+    wanted = wanted_uuids(args, many=True)
     failed = 0
     for u in wanted:
         try:
@@ -252,11 +270,16 @@ def cmd_rm(args, paths: Paths) -> int:
 # -- enter / cat-manifest / logs ----------------------------------------------------------
 
 def cmd_enter(args, paths: Paths) -> int:
-    from rktnetes.pod.store import PodStore
     from rktnetes.stage0 import enter
 
-    pod = PodStore(paths.pods).find(args.uuid)
-    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    cmd = list(args.cmd)
+    if args.uuid_file and args.uuid is not None:
+        cmd.insert(0, args.uuid)  # `enter --uuid-file F CMD ...`: the first word is the command
+        args.uuid = None
+    if args.uuid == "--" and not args.uuid_file:
+        raise UsageError("no pod UUID given (or use --uuid-file)")
+    (pod,) = pods_from_args(paths, args)
+    cmd = cmd[1:] if cmd[:1] == ["--"] else cmd
     return enter.enter(paths, pod, args.app, cmd or ["/bin/sh"])
 
 

@@ -173,6 +173,9 @@ def read_entries(path: str | os.PathLike, since_ns: int = 0, tail: int = -1,
         if e is not None:
             out.append(e)
     out += j.flush()
+    # time order, both streams merged (a line's pieces, joined, take its first piece's time);
+    # stable: lines of the same instant keep the order they were written in
+    out.sort(key=lambda e: e.time_ns)
     out = [e for e in out if e.stream in streams and e.time_ns >= since_ns]
     if tail >= 0:
         out = out[-tail:] if tail else []

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from rktnetes.errors import AmbiguousError, NotFoundError, PodError
+from rktnetes.errors import AmbiguousError, NotFoundError, PodError, UsageError
 from rktnetes.fsutil import FileLock, atomic_write_json, read_json
 
 from .manifest import PodManifest
@@ -228,10 +228,13 @@ class PodStore:
         """A pod by full UUID or unique prefix."""
         prefix = prefix.strip()
         if not prefix:
-            raise NotFoundError("empty pod UUID")
+            raise UsageError("empty pod UUID")
         matches = {p.uuid: p for p in self.all() if p.uuid.startswith(prefix)}
         if not matches:
             raise NotFoundError(f"no pod matches {prefix!r}")
         if len(matches) > 1:
-            raise AmbiguousError(f"pod UUID prefix {prefix!r} matches {len(matches)} pods")
+            shown = sorted(u[:8] for u in matches)
+            more = f", ... ({len(shown) - 5} more)" if len(shown) > 5 else ""
+            raise AmbiguousError(f"pod UUID prefix {prefix!r} matches {len(matches)} pods: "
+                                 f"{', '.join(shown[:5])}{more}")
         return next(iter(matches.values()))

@@ -36,8 +36,11 @@ def _running(pod: Pod) -> bool:
 
 
 def show(pod: Pod, app_name: str, follow: bool = False, tail: int | None = None,
-         since: float | None = None, raw: bool = False, out=None) -> int:
+         since: float | None = None, raw: bool = False, out=None, err=None) -> int:
+    """Print the app's log in time order: stdout lines to `out`, stderr lines to `err` (as
+    podman logs does); `raw` prints the CRI lines themselves, all to `out`."""
     out = out or sys.stdout.buffer
+    err = err or sys.stderr.buffer
     app = pick_app(pod.manifest(), app_name)
     path = _LogPath(pod, app.name)
     since_ns = int(since * 1e9) if since else 0
@@ -46,13 +49,21 @@ def show(pod: Pod, app_name: str, follow: bool = False, tail: int | None = None,
         entries = cri.follow(path, lambda: not _running(pod), since_ns=since_ns, tail=t)
     else:
         entries = cri.read_entries(path, since_ns=since_ns, tail=t)
+    last = None
     for e in entries:
         if raw:
-            out.write(cri.format_line(e.time_ns, e.stream, cri.PARTIAL if e.partial else cri.FULL,
-                                      e.content))
+            dest = out
+            data = cri.format_line(e.time_ns, e.stream, cri.PARTIAL if e.partial else cri.FULL,
+                                   e.content)
         else:
-            out.write(e.content + b"\n")
+            dest = err if e.stream == "stderr" else out
+            data = e.content + b"\n"
+        if last is not None and dest is not last:
+            last.flush()  # the two streams share a terminal: keep their lines in order
+        dest.write(data)
+        last = dest
         if follow:
-            out.flush()
+            dest.flush()
     out.flush()
+    err.flush()
     return 0

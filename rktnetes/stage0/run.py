@@ -39,11 +39,16 @@ def start(paths: Paths, pod: Pod, lock: PodLock, detach: bool, interactive: bool
     """Run a prepared pod whose lock the caller holds. Foreground: does not return on success."""
     pod.refresh()
     if pod.state != PREPARED:
-        raise PodError(f"pod {pod.uuid} is {pod.state}, not prepared")
+        from .status import not_runnable  # user-facing state names, as `rkt list`
+
+        raise not_runnable(pod)
     if interactive:
         set_interactive(pod)
     if uuid_file:
-        Path(uuid_file).write_text(pod.uuid + "\n")
+        try:
+            Path(uuid_file).write_text(pod.uuid + "\n")
+        except OSError as e:  # checked before the pod was made; the caller discards it
+            raise PodError(f"--uuid-file-save {uuid_file[:80]}: {e.strerror or e}") from None
     pod.move(RUN)
     fd = lock.inheritable()
     if not detach:

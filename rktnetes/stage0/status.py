@@ -11,9 +11,41 @@ from rktnetes.pod.state import UNKNOWN, AppState
 from rktnetes.pod.store import (EMBRYO, EXITED_GARBAGE, GARBAGE, PREPARE, PREPARED, RUN, Pod,
                                 PodStore)
 
-# Directory state -> what users see (rkt's words).
+# Directory state -> what users see (rkt's words). Every message naming a pod's state uses
+# display_state: the directory names are internal.
 DISPLAY = {EMBRYO: "embryo", PREPARE: "preparing", PREPARED: "prepared", RUN: "running",
            EXITED_GARBAGE: "exited", GARBAGE: "exited garbage"}
+
+
+def display_state(state: str) -> str:
+    """A pod's state as users see it (`rkt list`, `rkt status`, error messages)."""
+    return DISPLAY.get(state, state)
+
+
+def rfc3339(ts: float) -> str | None:
+    """A Unix time as an RFC 3339 UTC string (microseconds); None for 0 (never)."""
+    if not ts:
+        return None
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="microseconds") \
+        .replace("+00:00", "Z")
+
+
+def with_rfc3339(d: dict[str, Any]) -> dict[str, Any]:
+    """Next to each numeric `X_at` field (Unix seconds, kept for compatibility), `X`: the same
+    time as an RFC 3339 string, or null for never. Nested dicts and lists too."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            v = with_rfc3339(v)
+        elif isinstance(v, list):
+            v = [with_rfc3339(x) if isinstance(x, dict) else x for x in v]
+        out[k] = v
+        if k.endswith("_at") and isinstance(v, (int, float)) and not isinstance(v, bool) \
+                and k[:-3] not in d:
+            out[k[:-3]] = rfc3339(v)
+    return out
 
 
 @dataclass
@@ -47,7 +79,7 @@ class PodStatus:
     error: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return with_rfc3339(asdict(self))
 
     @property
     def exited(self) -> bool:
@@ -64,14 +96,14 @@ def pod_status(pod: Pod, app_states: bool = True) -> PodStatus:
     except (OSError, ValueError) as e:
         raise PodError(f"pod {pod.uuid}: unreadable manifest: {e}") from None
     ps = pod.pod_state()
-    state = DISPLAY.get(pod.state, pod.state)
+    state = display_state(pod.state)
     error = str(ps.get("error") or ps.get("setup_error") or "")
     if pod.state == RUN and not pod.is_locked():
         try:
             pod.refresh()
         except RktError:
             pass
-        state = DISPLAY.get(pod.state, pod.state)
+        state = display_state(pod.state)
         if pod.state == RUN:
             state, error = "exited", error or "monitor died"
     apps = []
@@ -81,10 +113,13 @@ def pod_status(pod: Pod, app_states: bool = True) -> PodStatus:
                               s.signal, s.reason, s.message, s.restarts, s.created_at,
                               s.started_at, s.finished_at))
     nets = ps.get("networks") or [{"name": n.name} for n in m.networks]
+    started_at = float(ps.get("started_at") or 0)
+    if app_states and apps and not m.sandbox and not any(a.started_at for a in apps):
+        started_at = 0.0  # no app ever started (setup or start failures): not "started"
     return PodStatus(uuid=pod.uuid, state=state,
                      pid=int(ps.get("pid") or ps.get("monitor_pid") or 0) if state == "running" else 0,
                      stage1=m.stage1, created_at=m.created_at,
-                     started_at=float(ps.get("started_at") or 0),
+                     started_at=started_at,
                      finished_at=float(ps.get("finished_at") or 0),
                      apps=apps, networks=list(nets), error=error)
 
@@ -127,3 +162,23 @@ def wait_exited(pod: Pod, timeout: float | None) -> PodStatus:
             raise PodError(f"pod {pod.uuid} still {s.state} after {timeout:g}s")
         time.sleep(delay)
         delay = min(delay * 1.5, 0.2)
+
+
+def not_runnable(pod: Pod) -> PodError:
+    """Why a pod that is not `prepared` cannot be run (`rkt run-prepared`), or a prepared one
+    whose lock another command holds."""
+    try:
+        pod.refresh()
+    except RktError as e:
+        return PodError(str(e))
+    if pod.state == RUN:
+        if pod.is_locked():
+            return PodError(f"pod {pod.uuid} is running")
+        return PodError(f"pod {pod.uuid} has already run (its monitor died: it is exited, "
+                        "not prepared)")
+    if pod.state in (EXITED_GARBAGE, GARBAGE):
+        return PodError(f"pod {pod.uuid} has already run (it is {display_state(pod.state)}, "
+                        "not prepared)")
+    if pod.state in (EMBRYO, PREPARE):
+        return PodError(f"pod {pod.uuid} is still being prepared")
+    return PodError(f"pod {pod.uuid} is busy (another rkt command holds it); try again")

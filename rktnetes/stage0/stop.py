@@ -99,7 +99,9 @@ def stop(paths: Paths, pod: Pod, timeout: float = 10.0, force: bool = False) -> 
         if pod.state in (EXITED_GARBAGE, GARBAGE):
             return
         if pod.state != RUN:
-            raise PodError(f"pod {pod.uuid} is not running (it is {pod.state})")
+            from .status import display_state
+
+            raise PodError(f"pod {pod.uuid} is not running (it is {display_state(pod.state)})")
         if not pod.is_locked():
             if try_reap(paths, pod):
                 continue

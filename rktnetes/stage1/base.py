@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rktnetes.config import Paths
+from rktnetes.errors import Stage1Error
 from rktnetes.pod import resources
 from rktnetes.pod.manifest import App, PodManifest
 from rktnetes.pod.store import Pod
@@ -102,3 +103,123 @@ class Stage1:
                     interactive: bool) -> int:
         """Run a command inside the running app with our stdio; returns its exit code."""
         raise NotImplementedError
+
+
+# -- `rkt enter` / `rkt app exec`: is the command there at all? -------------------------------
+
+NOT_FOUND_CODE, NOT_EXECUTABLE_CODE = 127, 126   # as a shell (and podman exec) report them
+
+
+class ExecError(Stage1Error):
+    """The command to run in an app cannot be run: 127 not found, 126 not executable."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+MAX_SYMLINKS = 40
+
+
+def resolve_in_root(root: str, path: str) -> str | None:
+    """The host path of `path` as seen by a process whose root directory is `root` (symlinks,
+    absolute ones included, resolved inside it, never escaping it); None if a component is
+    missing or the chain of links too long."""
+    parts = [p for p in path.split("/") if p]
+    done: list[str] = []
+    links = 0
+    while parts:
+        part = parts.pop(0)
+        if part == ".":
+            continue
+        if part == "..":
+            if done:
+                done.pop()
+            continue
+        host = os.path.join(root, *done, part)
+        try:
+            target = os.readlink(host)
+        except FileNotFoundError:
+            return None
+        except OSError:  # not a link (EINVAL), or not a directory on the way (ENOTDIR)
+            if not os.path.lexists(host):
+                return None
+            done.append(part)
+            continue
+        links += 1
+        if links > MAX_SYMLINKS:
+            return None
+        if target.startswith("/"):
+            done = []
+        parts = [p for p in target.split("/") if p] + parts
+    return os.path.join(root, *done)
+
+
+def _runnable(host_path: str, uid: int, gids: set[int]) -> str:
+    """"" if the file can be exec'd by uid/gids, else why not."""
+    try:
+        st = os.stat(host_path)
+    except OSError as e:
+        return e.strerror or str(e)
+    import stat as stmod
+
+    if stmod.S_ISDIR(st.st_mode):
+        return "is a directory"
+    if not stmod.S_ISREG(st.st_mode):
+        return "not a regular file"
+    if uid == 0:
+        ok = st.st_mode & 0o111
+    elif st.st_uid == uid:
+        ok = st.st_mode & 0o100
+    elif st.st_gid in gids:
+        ok = st.st_mode & 0o010
+    else:
+        ok = st.st_mode & 0o001
+    return "" if ok else "permission denied"
+
+
+def check_command(pid: int, app_name: str, argv: list[str], cwd: str = "") -> None:
+    """Before running `argv` in the app whose process is `pid` (seen through /proc/PID/root,
+    so volumes count): raise ExecError (127 or 126, one line) if argv[0] is not there or not
+    executable, as the OCI runtime would fail with its own noisy message. Looked up in the
+    process's PATH when it has no slash. Says nothing when the process cannot be inspected."""
+    if not argv:
+        return
+    cmd = argv[0]
+    root = f"/proc/{pid}/root"
+    try:
+        status = {}
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                status[k] = v.split()
+        uid = int(status["Uid"][1])
+        gids = {int(status["Gid"][1]), *(int(g) for g in status.get("Groups", []))}
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            env = dict(kv.decode(errors="replace").split("=", 1)
+                       for kv in f.read().split(b"\0") if b"=" in kv)
+        if not os.path.isdir(root + "/"):
+            return
+    except (OSError, KeyError, ValueError, IndexError):
+        return  # gone or not ours to read: the runtime reports what it finds
+    if not cmd:
+        raise ExecError("empty command", NOT_FOUND_CODE)
+    if "/" in cmd:
+        candidates = [cmd if cmd.startswith("/") else os.path.join(cwd or "/", cmd)]
+    else:
+        path_var = env.get("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        candidates = [os.path.join(d or ".", cmd) if d.startswith("/") else
+                      os.path.join(cwd or "/", d or ".", cmd) for d in path_var.split(":")]
+    denied = ""
+    for c in candidates:
+        host = resolve_in_root(root, c)
+        if host is None or not os.path.lexists(host):
+            continue
+        why = _runnable(host, uid, gids)
+        if not why:
+            return
+        denied = denied or f"{c}: {why}"
+    if denied:
+        raise ExecError(f"cannot run {denied} (in app {app_name})", NOT_EXECUTABLE_CODE)
+    where = "" if "/" in cmd else " in $PATH"
+    raise ExecError(f"{cmd}: command not found{where} (in app {app_name})", NOT_FOUND_CODE)

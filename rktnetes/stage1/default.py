@@ -14,7 +14,7 @@ from rktnetes.pod.manifest import App
 
 from . import cgroups, proc
 from . import sys as lsys
-from .base import PodContext, Stage1
+from .base import PodContext, Stage1, check_command
 from .ociruntime import OCIRuntime, select_runtime
 
 INFRA = ["catatonit", "-P"]
@@ -167,6 +167,9 @@ class DefaultStage1(Stage1):
         rt = _runtime(ctx)
         if not rt.exists(ctx.cid(app)):
             raise Stage1Error(f"app {app.name} is not running")
+        pid = self._init_pid(ctx, app, rt)
+        if pid:  # a missing command: one clear line and 127, not the runtime's log line
+            check_command(pid, app.name, argv, self._cwd(ctx, app))
         if interactive or tty:
             return rt.exec(ctx.cid(app), argv, tty, [])
         null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
@@ -174,6 +177,24 @@ class DefaultStage1(Stage1):
             return rt.exec(ctx.cid(app), argv, tty, [], stdin=null)
         finally:
             os.close(null)
+
+    def _init_pid(self, ctx: PodContext, app: App, rt: OCIRuntime) -> int:
+        """The host pid of the app's container init (for an interactive app the pid the
+        monitor knows is the runtime's own, in the foreground)."""
+        if not app.interactive:
+            return ctx.pod.app_state(app.name).pid
+        try:
+            with open(rt.root / ctx.cid(app) / "state.json") as f:
+                return int(json.load(f).get("init_process_pid") or 0)
+        except (OSError, ValueError, AttributeError, TypeError):
+            return 0
+
+    def _cwd(self, ctx: PodContext, app: App) -> str:
+        try:
+            with open(ctx.app_dir(app.name) / "bundle" / "config.json") as f:
+                return str(json.load(f)["process"].get("cwd") or "/")
+        except (OSError, ValueError, KeyError, AttributeError, TypeError):
+            return "/"
 
 
 STAGE1 = DefaultStage1()

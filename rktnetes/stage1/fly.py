@@ -19,7 +19,7 @@ from rktnetes.pod.manifest import App
 
 from . import podfiles, proc
 from . import sys as lsys
-from .base import PodContext, Stage1
+from .base import PodContext, Stage1, check_command
 
 HOST_BINDS = ("/dev", "/proc", "/sys")
 
@@ -51,8 +51,8 @@ class FlyStage1(Stage1):
         store = Store(ctx.paths.store)
         try:
             rec, image = rootfs.image_of(store, app.image_id)
-        except Exception as e:  # noqa: BLE001
-            raise Stage1Error(f"app {app.name}: {e}") from None
+        except Exception as e:  # noqa: BLE001 - the monitor names the app
+            raise Stage1Error(str(e) or e.__class__.__name__) from None
         ov = rootfs.plan(store, rec, ctx.app_dir(app.name))
         binds = podfiles.volume_binds(ctx.dir, ctx.manifest, app)
         argv = ocispec.process_args(app, image)
@@ -93,8 +93,8 @@ class FlyStage1(Stage1):
         try:
             return proc.fork_exec(enter, argv, env, {0: stdin_fd, 1: stdout_fd, 2: stderr_fd},
                                   before_go=journal)
-        except OSError as e:
-            raise Stage1Error(f"app {app.name}: {e}") from None
+        except OSError as e:  # the monitor names the app: `rkt: app NAME: <this>`
+            raise Stage1Error(str(e)) from None
 
     def _pid(self, ctx: PodContext, app: App) -> int:
         st = ctx.pod.app_state(app.name)
@@ -113,6 +113,8 @@ class FlyStage1(Stage1):
         pid = self._pid(ctx, app)
         if not pid or not lsys.starttime(pid):
             raise Stage1Error(f"app {app.name} is not running")
+        # a missing command: one clear line and 127, not nsenter's message
+        check_command(pid, app.name, argv, app.working_dir or "/")
         ids = {}
         with open(f"/proc/{pid}/status") as f:
             for line in f:

@@ -40,6 +40,7 @@ from .helper import Helper, HelperError, HelperGone
 
 DEFAULT_STOP_TIMEOUT = 10.0
 START_ERROR_CODE = 128          # what Kubernetes reports for a container that never started
+SETUP_ERROR_CODE = 1            # the pod itself could not be set up: as any other rkt failure
 BACKOFF_FIRST, BACKOFF_MAX = 0.1, 10.0
 STOP_REQUEST = "stop-request.json"
 APPS_LOCK = "apps.lock"         # rktnetes.pod.store.APPS_LOCK
@@ -97,6 +98,7 @@ class AppRun:
         self.restart_at = 0.0       # >0: a restart is due then (monotonic)
         self.kill_at = 0.0          # >0: SIGKILL then (end of the stop grace period)
         self.no_restart = False     # stopped on request: stays down
+        self.stop_sig = 0           # >0: killed in place of this ignored-by-init stop signal
         self.fds: list[int] = []    # its stdout/stderr pipes (read ends) still open
 
     @property
@@ -121,6 +123,8 @@ class Monitor:
         self.streams: dict[int, tuple] = {}  # read fd -> (LineWriter, echo fd or -1)
         self.poll = select.poll()
         self.stopping = False
+        self.interrupts = 0         # SIGINTs (^C) received
+        self.setup_error = ""
         self.stage1_state: dict = {}
         try:  # keep what stage0 wrote before us (e.g. `netns_path` from the networking code)
             self.pod_state: dict = _read_json(os.path.join(self.dir, "state.json"))
@@ -240,8 +244,13 @@ class Monitor:
             _echo(2, f"rkt: cleanup of app {run.name}: {e}\n".encode())
         st = run.st
         code = exit_code(status)
-        st.update(state=EXITED, finished_at=time.time(), exit_code=code,
-                  signal=os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0,
+        sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0
+        if run.stop_sig and sig == signal.SIGKILL and not oom:
+            # killed by us in place of a stop signal its PID namespace's init status made the
+            # kernel drop: report it as the death by that signal it stands for (143 for TERM)
+            sig, code = run.stop_sig, 128 + run.stop_sig
+        run.stop_sig = 0
+        st.update(state=EXITED, finished_at=time.time(), exit_code=code, signal=sig,
                   reason=OOM_KILLED if oom else (COMPLETED if code == 0 else ERROR))
         policy = run.app.get("restart") or self.manifest.get("restart") or "never"
         again = not (self.stopping or run.no_restart) and (
@@ -255,11 +264,20 @@ class Monitor:
 
     def drain(self) -> None:
         """Read what the pipes hold now (an app is gone; its output may not be)."""
-        for fd in list(self.streams):
-            if fd in self.streams:
-                self.read_stream(fd)
+        self.read_streams(list(self.streams))
 
-    def read_stream(self, fd: int) -> None:
+    def read_streams(self, fds: list[int]) -> None:
+        """Read each of `fds`, then close those at their end: an unterminated last line of one
+        stream (written at its close) comes after what the others held meanwhile."""
+        ended: list[int] = []
+        for fd in fds:
+            if fd in self.streams:
+                self.read_stream(fd, ended)
+        for fd in ended:
+            if fd in self.streams:
+                self.close_stream(fd)
+
+    def read_stream(self, fd: int, ended: list[int] | None = None) -> None:
         writer, echo = self.streams[fd]
         while True:
             try:
@@ -269,7 +287,10 @@ class Monitor:
             except OSError:
                 data = b""
             if not data:
-                self.close_stream(fd)
+                if ended is None:
+                    self.close_stream(fd)
+                else:
+                    ended.append(fd)
                 return
             writer.feed(data)
             if echo >= 0 and not _echo(echo, data):
@@ -306,15 +327,22 @@ class Monitor:
         if force or timeout <= 0:
             self.signal(run, signal.SIGKILL)
         else:
-            self.signal(run, _signum(run.app.get("stop_signal", "")))
+            sig = _signum(run.app.get("stop_signal", ""))
+            self.signal(run, sig)
             run.kill_at = time.monotonic() + timeout
+            if _dropped_by_init(run.pid, sig):
+                # The app is its PID namespace's init (runc) and neither catches nor ignores
+                # the signal: the kernel drops it, where any other process would die of it.
+                # Do what it stands for now rather than wait out the grace period.
+                run.stop_sig = sig
+                self.signal(run, signal.SIGKILL)
 
     def begin_stop(self, default_force: bool = False) -> None:
         try:
             req = _read_json(os.path.join(self.dir, STOP_REQUEST))
         except (OSError, ValueError):
             req = {}
-        force = bool(req.get("force", default_force))
+        force = default_force or bool(req.get("force", False))
         timeout = float(req.get("timeout", DEFAULT_STOP_TIMEOUT))
         self.stopping = True
         for run in self.runs.values():
@@ -425,11 +453,10 @@ class Monitor:
             if self.helper is not None:
                 due.append(self.helper_idle_at)
             timeout = max(0, int((min(due) - now) * 1000) + 1) if due else None
-            for fd, _ in self.poll.poll(timeout):
-                if fd == self.wake_r:
-                    self.on_signals()
-                elif fd in self.streams:
-                    self.read_stream(fd)
+            ready = [fd for fd, _ in self.poll.poll(timeout)]
+            if self.wake_r in ready:
+                self.on_signals()
+            self.read_streams([fd for fd in ready if fd != self.wake_r])
             now = time.monotonic()
             if self.helper is not None and now >= self.helper_idle_at:
                 self.close_helper()
@@ -459,7 +486,13 @@ class Monitor:
         if signal.SIGTERM in sigs:
             self.begin_stop()
         if signal.SIGINT in sigs:  # ^C at a foreground `rkt run`: stop; twice: kill
-            self.begin_stop(default_force=self.stopping)
+            self.interrupts += 1
+            if self.foreground:
+                msg = (f"stopping pod {self.uuid} (Ctrl-C again to kill)" if self.interrupts == 1
+                       else f"killing pod {self.uuid}")
+                # on a terminal, after its echoed ^C
+                _echo(2, f"{chr(10) if os.isatty(2) else ''}rkt: {msg}\n".encode())
+            self.begin_stop(default_force=self.interrupts > 1)
         if signal.SIGHUP in sigs:
             self.reconcile()
 
@@ -514,11 +547,14 @@ class Monitor:
                 self.begin_stop()  # one app failed to start: end the pod cleanly
         if setup_error:
             self.stopping = True
+            self.setup_error = setup_error
             if self.foreground:
-                _echo(2, f"rkt: {setup_error}\n".encode())
+                _echo(2, f"rkt: pod {self.uuid}: {setup_error}\n".encode())
         self.save_pod_state(ready=not setup_error)
 
     def exit_code(self) -> int:
+        if self.setup_error:  # no app ever ran: a failure of rkt's, not an app's exit code
+            return SETUP_ERROR_CODE
         failed = sorted((r.st["finished_at"], r.st["exit_code"]) for r in self.runs.values()
                         if r.st["exit_code"])
         return failed[0][1] if failed else 0
@@ -563,6 +599,34 @@ class Monitor:
 
 def _noop(signum, frame) -> None:
     pass  # the wakeup fd carries the signal number to the loop
+
+
+# Signals whose default action ends the process (terminate or core dump).
+_FATAL_BY_DEFAULT = {int(getattr(signal, n)) for n in (
+    "SIGHUP", "SIGINT", "SIGQUIT", "SIGILL", "SIGTRAP", "SIGABRT", "SIGBUS", "SIGFPE", "SIGUSR1",
+    "SIGSEGV", "SIGUSR2", "SIGPIPE", "SIGALRM", "SIGTERM", "SIGSTKFLT", "SIGXCPU", "SIGXFSZ",
+    "SIGVTALRM", "SIGPROF", "SIGIO", "SIGPWR", "SIGSYS") if hasattr(signal, n)}
+
+
+def _dropped_by_init(pid: int, sig: int) -> bool:
+    """Will the kernel drop `sig` sent to `pid`, only because `pid` is the init of its own PID
+    namespace with the signal's default disposition (which would end any other process)?"""
+    if pid <= 0 or not (sig in _FATAL_BY_DEFAULT or signal.SIGRTMIN <= sig <= signal.SIGRTMAX):
+        return False
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            fields = dict(line.split(":", 1) for line in f if ":" in line)
+    except OSError:
+        return False
+    nspid = fields.get("NSpid", "").split()
+    if len(nspid) < 2 or nspid[-1] != "1":
+        return False
+    bit = 1 << (sig - 1)
+    try:
+        handled = int(fields["SigCgt"].strip(), 16) | int(fields["SigIgn"].strip(), 16)
+    except (KeyError, ValueError):
+        return False
+    return not handled & bit
 
 
 def _unlink(p: str) -> None:

@@ -27,6 +27,23 @@ def sh(script: str) -> list[str]:
     return ["--exec", "/bin/sh", "--", "-c", script, "---"]
 
 
+def unrunnable_image(r, tmp_path) -> str:
+    """An image whose /bad is an executable file no kernel can run (not ELF, no `#!`): it passes
+    every check before the pod exists and fails when the app starts."""
+    import tarfile
+
+    from rktnetes.image import builder
+
+    ti = tarfile.TarInfo("bad")
+    ti.mode = 0o755
+    layer = builder.tar_entries([(ti, b"\x00\x01 not a program\n")])
+    layout = builder.OCILayout(tmp_path / "unrunnable")
+    layout.add_image(builder.ImageSpec(layers=[layer], config={"Cmd": ["/bad"]}), "v1")
+    ref = f"oci:{layout.path}:v1"
+    r("fetch", ref)
+    return ref
+
+
 # -- run: exit codes, output, grammar -------------------------------------------------------
 
 @pytest.mark.parametrize("flavor", FLAVORS)
@@ -208,9 +225,11 @@ def test_logs_cri_format_tail_since(r, flavor):
     raw = (pod_dir(r, uuid) / "apps/busybox/log").read_text().splitlines()
     assert raw and all(CRI_LINE.match(x) for x in raw), raw
     assert any(" stderr F err1" in x for x in raw)
-    out = r("logs", uuid).stdout
+    res = r("logs", uuid)
+    out = res.stdout + res.stderr  # stderr lines go to stderr, as podman logs
     for s in ("out1", "err1", "out2", "partial"):
         assert s in out
+    assert "err1" in res.stderr and "err1" not in res.stdout
     assert r("logs", "--tail", "1", uuid).stdout.strip().endswith("partial")
     assert r("logs", "--since", "1h", uuid).stdout.count("out") == 2
     assert r("logs", "--since", "2999-01-01T00:00:00Z", uuid).stdout.strip() == ""
@@ -296,13 +315,65 @@ def test_gc_mark_and_sweep(r):
     ([IMAGE, "--bogus-flag"], "bogus"),
     ([IMAGE, "--set-env", "NOVALUE"], "NAME=VALUE"),
     (["--net=mynet", IMAGE], "unknown network 'mynet'"),
+    # checked before the pod exists (they used to fail only at start, leaving an exited pod)
+    ([IMAGE, "--user=nosuchuser"], "user 'nosuchuser' not found"),
+    ([IMAGE, "--group=nosuchgroup"], "group 'nosuchgroup' not found"),
+    ([IMAGE, "--user=user", "--group=nosuchgroup"], "group 'nosuchgroup' not found"),
+    ([IMAGE, "--user=99999999999"], "out of range"),
+    (["--stage1=fly", IMAGE, "--user=nosuchuser"], "user 'nosuchuser' not found"),
+    (["--uuid-file-save=/nonexistent/dir/u", IMAGE], "does not exist"),
+    (["--uuid-file-save=/etc", IMAGE], "is a directory"),
+    (["--volume=bad", IMAGE], "kind= is required"),
+    (["--volume=v,kind=host", IMAGE], "source="),
+    (["--volume=v,kind=empty,bogus=1", IMAGE], "unknown option"),
+    (["--stage1=fly", IMAGE, "--memory=32M"], "fly applies no resource limits"),
+    (["--stage1=fly", IMAGE, "--cpu=1"], "fly applies no resource limits"),
+    (["--memory=abc", IMAGE], "--memory is an app flag: put it after the image"),
+    (["a" * 5000], "\u2026"),
 ])
 def test_bad_input_leaves_nothing(r, args, msg):
     for verb in ("run", "prepare"):
         res = r.fails(verb, *args)
         assert msg in res.stderr, res.stderr
         assert len(res.stderr.strip().splitlines()) <= 3, res.stderr
+        assert res.stdout == "", res.stdout  # no UUID: there is no pod
+        assert "unrecognized arguments" not in res.stderr, res.stderr
+        assert not any(x.startswith("rkt: rkt") for x in res.stderr.splitlines()), res.stderr
+        assert len(res.stderr) < 400, res.stderr[:500]
     assert not any(r.paths.pods.glob("*/*")) if r.paths.pods.exists() else True
+    assert_nothing_left(r)
+
+
+def test_valid_users_and_groups_pass(r):
+    res = r("run", IMAGE, "--user=user", "--group=user", *sh("id -u; id -g"))
+    assert res.stdout.split()[:2] == ["1000", "1000"], res.stdout
+    res = r("run", IMAGE, "--user=4321", "--group=2147483647", *sh("id -u; id -g"))
+    assert res.stdout.split()[:2] == ["4321", "2147483647"], res.stdout
+    # the kernel's ids go up to 4294967294: fly takes them, runc stops at 2^31-1 (said before
+    # the pod exists, not by runc when it starts)
+    res = r("run", "--stage1=fly", IMAGE, "--user=4321", "--group=4294967294",
+            *sh("id -u; id -g"))
+    assert res.stdout.split()[:2] == ["4321", "4294967294"], res.stdout
+    assert "runc takes 0..2147483647" in r.fails("run", IMAGE, "--group=2147483648",
+                                                 *sh("true")).stderr
+    r("gc", "--grace-period=0")
+    assert_nothing_left(r)
+
+
+def test_prepare_quiet_prints_only_the_uuid(r):
+    loud = r("prepare", IMAGE, *sh("true"))
+    uuid = loud.stdout.strip()
+    assert re.fullmatch(r"[0-9a-f-]{36}", uuid), loud.stdout
+    assert uuid in loud.stderr  # a human line on stderr
+    quiet = r("prepare", "--quiet", IMAGE, *sh("true"))
+    assert re.fullmatch(r"[0-9a-f-]{36}\n", quiet.stdout) and quiet.stderr == "", quiet
+    # --quiet also quiets a fetch (the image is not in this store yet)
+    (r.data / "u").unlink(missing_ok=True)
+    q2 = r("prepare", "-q", "--uuid-file-save", str(r.data / "u"), "--pull-policy=update", IMAGE,
+           *sh("true"))
+    assert q2.stderr == "" and q2.stdout.strip() == (r.data / "u").read_text().strip()
+    r("rm", uuid, quiet.stdout.strip(), q2.stdout.strip())
+    assert_nothing_left(r)
 
 
 def test_bad_uuids(r):
@@ -319,13 +390,216 @@ def test_bad_uuids(r):
     r("rm", u2)
 
 
-def test_app_that_cannot_start_is_recorded(r):
-    # The exec exists at prepare time but is not runnable: a text file without an interpreter.
-    res = r("run", "--uuid-file-save", str(r.data / "u"), IMAGE, "--user", "nosuchuser",
-            *sh("true"), check=False)
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_app_that_cannot_start_is_recorded(r, flavor, tmp_path):
+    # The exec exists at prepare time but is not runnable: a file without an interpreter.
+    image = unrunnable_image(r, tmp_path)
+    res = r("run", f"--stage1={flavor}", "--uuid-file-save", str(r.data / "u"), image,
+            "--exec", "/bad", check=False)
     assert res.returncode != 0
+    assert "Traceback" not in res.stderr
+    for line in res.stderr.splitlines():  # one prefix: `rkt: app bad: ...`
+        assert not re.search(r"app (\S+): app \1:", line), res.stderr
     uuid = (r.data / "u").read_text().strip()
     st = status(r, uuid)
     assert st["state"] == "exited"
     a = st["apps"][0]
     assert a["state"] == "exited" and a["exit_code"] not in (0, None) and (a["message"] or a["reason"])
+    r("rm", uuid)
+
+
+# -- review fixes: clear errors, exit codes, Ctrl-C, list, logs ------------------------------
+
+def _one_line(res) -> str:
+    assert "Traceback" not in res.stderr, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    return lines[0]
+
+
+def test_uuid_file_garbage_and_empty_uuids_are_usage_errors(r, tmp_path):
+    rand = tmp_path / "rand"
+    rand.write_bytes(os.urandom(200) + b"\xff")
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+    for verb in ("status", "stop", "rm", "cat-manifest", "logs", "enter", "run-prepared"):
+        for f, msg in ((rand, "not a text file"), (empty, "empty"),
+                       (tmp_path / "missing", "No such file")):
+            res = r.fails(verb, "--uuid-file", str(f), input="")
+            assert res.returncode == 2 and msg in _one_line(res), (verb, res.stderr)
+    for verb in ("status", "stop", "rm", "cat-manifest", "logs", "enter"):
+        res = r.fails(verb, "", input="")
+        assert res.returncode == 2 and "empty pod UUID" in _one_line(res), (verb, res.stderr)
+
+
+def test_enter_usage_and_uuid_file(r):
+    res = r.fails("enter")
+    assert res.returncode == 2 and "CMD" not in res.stderr and "no pod UUID" in _one_line(res)
+    uuid = run_detached(r, IMAGE, "--exec", "/bin/sleep", "--", "1000")
+    try:
+        (r.data / "uf").write_text(uuid + "\n")
+        out = r("enter", "--uuid-file", str(r.data / "uf"), "/bin/echo", "via-file", input="")
+        assert out.stdout.strip() == "via-file"
+    finally:
+        r("stop", "--force", uuid)
+    r("rm", uuid)
+    assert_nothing_left(r, [uuid])
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_enter_and_exec_missing_command_127_126(r, flavor):
+    uuid = run_detached(r, f"--stage1={flavor}", IMAGE, "--exec", "/bin/sleep", "--", "1000")
+    try:
+        for argv in (["enter", uuid, "/nonexistent"], ["enter", uuid, "nosuchcmd", "x"],
+                     ["app", "exec", uuid, "--app=busybox", "--", "/nonexistent"]):
+            res = r.fails(*argv, input="")
+            line = _one_line(res)
+            assert res.returncode == 127, (argv, res.returncode, res.stderr)
+            assert line.startswith("rkt: ") and "not found" in line and "level=" not in line
+        res = r.fails("enter", uuid, "/etc/passwd", input="")
+        assert res.returncode == 126 and "permission denied" in _one_line(res)
+        # commands found through PATH, and absolute links inside the image, still run
+        assert r("enter", uuid, "sh", "-c", "exit 0", input="").returncode == 0
+        assert r("enter", uuid, "/bin/sh", "-c", "exit 5", input="", check=False).returncode == 5
+    finally:
+        r("stop", "--force", uuid)
+    r("rm", uuid)
+    assert_nothing_left(r, [uuid])
+
+
+def test_run_prepared_running_or_exited_pod_says_so(r):
+    uuid = run_detached(r, IMAGE, "--exec", "/bin/sleep", "--", "1000")
+    try:
+        line = _one_line(r.fails("run-prepared", uuid))
+        assert f"pod {uuid} is running" in line and "busy" not in line, line
+    finally:
+        r("stop", "--force", uuid)
+    line = _one_line(r.fails("run-prepared", uuid))
+    assert "already run" in line and "exited-garbage" not in line, line
+    r("gc", "--mark-only")
+    line = _one_line(r.fails("run-prepared", uuid))
+    assert "exited garbage" in line and "exited-garbage" not in line, line
+    assert "exited garbage" in r("list").stdout
+    r("rm", uuid)
+    assert_nothing_left(r, [uuid])
+
+
+def test_network_setup_failure_exits_1(r):
+    """A /30 network holds one pod: the second fails in its monitor's setup, which is a
+    failure of rkt's (exit 1, one line), not an app's exit code."""
+    import shutil
+
+    net_d = r.paths.net_d
+    net_d.mkdir(parents=True, exist_ok=True)
+    (net_d / "10-pt30.conflist").write_text(json.dumps({
+        "cniVersion": "1.0.0", "name": "pt30", "plugins": [
+            {"type": "bridge", "bridge": "rktpt30", "isGateway": True, "ipam": {
+                "type": "host-local", "ranges": [[{"subnet": "10.88.230.0/30"}]],
+                "dataDir": str(r.data / "ipam")}}]}))
+    first = run_detached(r, "--net=pt30", IMAGE, "--exec", "/bin/sleep", "--", "1000")
+    try:
+        for detach in ([], ["--detach"]):
+            res = r.fails("run", *detach, "--net=pt30", IMAGE, *sh("true"), timeout=120)
+            assert res.returncode == 1, (detach, res.returncode, res.stderr)
+            line = _one_line(res)
+            assert line.startswith("rkt: pod ") and "pt30" in line, line
+    finally:
+        r("stop", "--force", first)
+        r("gc", "--grace-period=0", "--expire-prepared=0")
+        if shutil.which("ip"):
+            subprocess.run(["ip", "link", "del", "rktpt30"], capture_output=True)
+    assert_nothing_left(r, [first])
+
+
+def _run_and_interrupt(r, *args: str, twice: bool = False):
+    import signal
+
+    p = subprocess.Popen(r.argv("run", "--uuid-file-save", str(r.data / "u"), *args),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         start_new_session=True)
+    wait_for(lambda: (r.data / "u").exists() and
+             status(r, (r.data / "u").read_text().strip())["apps"][0]["state"] == "running",
+             60, "the app running")
+    t0 = time.monotonic()
+    os.killpg(p.pid, signal.SIGINT)   # ^C at the terminal: the whole process group
+    if twice:
+        time.sleep(0.5)
+        os.killpg(p.pid, signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    return p.returncode, err, time.monotonic() - t0, (r.data / "u").read_text().strip()
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_ctrl_c_stops_at_once_with_term(r, flavor):
+    rc, err, took, uuid = _run_and_interrupt(r, f"--stage1={flavor}", IMAGE,
+                                             "--exec", "/bin/sleep", "--", "30", "---")
+    assert f"rkt: stopping pod {uuid} (Ctrl-C again to kill)" in err, err
+    assert rc == 143 and took < 5, (rc, took, err)
+    a = app_status(r, uuid)
+    assert (a["exit_code"], a["signal"], a["reason"]) == (143, 15, "Error"), a
+    r("rm", uuid)
+    assert_nothing_left(r, [uuid])
+
+
+def test_second_ctrl_c_kills(r):
+    rc, err, took, uuid = _run_and_interrupt(
+        r, IMAGE, *sh("trap '' TERM INT; while :; do sleep 0.1; done"), twice=True)
+    assert "Ctrl-C again to kill" in err and f"killing pod {uuid}" in err, err
+    assert rc == 137 and took < 5, (rc, took, err)
+    r("rm", uuid)
+    assert_nothing_left(r, [uuid])
+
+
+def test_list_shows_each_apps_state_full_columns_and_times(r):
+    # the second app cannot start: its working directory is a file
+    res = r("run", "--uuid-file-save", str(r.data / "u1"), IMAGE, "--working-dir", "/etc/passwd",
+            *sh("true"), check=False)
+    assert res.returncode == 128
+    failed = (r.data / "u1").read_text().strip()
+    uuid = run_detached(r, IMAGE, "--exec", "/bin/sleep", "--", "1000", "---",
+                        IMAGE, "--working-dir", "/etc/passwd", *sh("true"))
+    try:
+        status(r, uuid, "--wait=30s")  # the failed start ends the pod
+        rows = [line.split("\t") for line in r("list", "--no-legend").stdout.splitlines()]
+        by_uuid = {}
+        cur = None
+        for row in rows:
+            cur = row[0] or cur
+            by_uuid.setdefault(cur, []).append(row)
+        one = by_uuid[failed[:8]]
+        assert len(one) == 1 and one[0][4] == "start failed" and one[0][6] == "-", one
+        two = by_uuid[uuid[:8]]
+        assert [x[1] for x in two] == ["busybox", "busybox-2"]
+        assert two[1][4] == "start failed" and two[0][4] != "running", two
+        assert two[0][5] in ("just now",) or "second" in two[0][5], two
+        head = r("list", "--full").stdout.splitlines()[0].split()
+        assert head[:6] == ["UUID", "APP", "IMAGE", "NAME", "IMAGE", "ID"], head
+        full = [line.split("\t") for line in r("list", "--full", "--no-legend").stdout.splitlines()]
+        assert any(x[2] == IMAGE and x[3].startswith("sha256:") for x in full), full
+        js = {p["uuid"]: p for p in json.loads(r("list", "--format", "json").stdout)}
+        p = js[uuid]
+        assert isinstance(p["created_at"], float) and p["created"].endswith("Z")
+        assert p["apps"][0]["started"].startswith(p["created"][:4])
+        assert js[failed]["started"] is None and js[failed]["started_at"] == 0
+        st = status(r, failed)
+        assert st["finished"] and st["apps"][0]["started"] is None
+        assert "started=-" in r("status", failed).stdout
+    finally:
+        r("stop", "--force", uuid)
+    r("rm", uuid, failed)
+    assert_nothing_left(r, [uuid, failed])
+
+
+def test_logs_split_streams_in_time_order(r):
+    r("run", "--uuid-file-save", str(r.data / "u"), IMAGE,
+      *sh("echo out1; sleep 0.2; echo err1 >&2; sleep 0.2; echo out2; sleep 0.2; echo err2 >&2"))
+    uuid = (r.data / "u").read_text().strip()
+    res = r("logs", uuid)
+    assert res.stdout.splitlines() == ["out1", "out2"], res
+    assert res.stderr.splitlines() == ["err1", "err2"], res
+    p = subprocess.run(r.argv("logs", uuid), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       text=True)
+    assert p.stdout.splitlines() == ["out1", "err1", "out2", "err2"], p.stdout
+    raw = r("logs", "--cri", uuid).stdout.splitlines()
+    assert [x.split(" ", 3)[1] for x in raw] == ["stdout", "stderr", "stdout", "stderr"]
+    r("rm", uuid)
