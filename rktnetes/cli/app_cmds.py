@@ -271,7 +271,9 @@ def _iso(ts: float) -> str:
 def cmd_list(args, paths: Paths) -> int:
     vs = _apps().views(_pod(paths, args.uuid))
     if args.format == "json":
-        print_json([v.to_json() for v in vs])
+        from rktnetes.stage0.status import with_rfc3339
+
+        print_json([with_rfc3339(v.to_json()) for v in vs])
         return 0
     rows = [[v.name, v.image, v.state, "-" if v.exit_code is None else str(v.exit_code),
              v.reason or "-", _iso(v.created_at), _iso(v.started_at)] for v in vs]
@@ -287,7 +289,9 @@ def cmd_list(args, paths: Paths) -> int:
 def cmd_status(args, paths: Paths) -> int:
     v = _apps().view(_pod(paths, args.uuid), args.app)
     if args.format == "json":
-        print_json(v.to_json())
+        from rktnetes.stage0.status import with_rfc3339
+
+        print_json(with_rfc3339(v.to_json()))
         return 0
     lines = [("name", v.name), ("image", v.image), ("state", v.state)]
     if v.pid:

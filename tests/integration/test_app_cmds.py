@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 import os
 import re
 import signal
@@ -203,6 +204,10 @@ def test_app_nonzero_exit_and_oom_kill(r):
     bad = wait_state(r, uuid, "bad", "exited")
     assert bad["exit_code"] == 7 and bad["reason"] == "Error", bad
     assert bad["created_at"] <= bad["started_at"] <= bad["finished_at"]
+    # the RFC 3339 twin of each epoch field, as `rkt list/status --format json` give
+    assert bad["finished"].endswith("Z") and bad["finished"][:4].isdigit()
+    assert datetime.fromisoformat(bad["finished"].replace("Z", "+00:00")).timestamp() == \
+        pytest.approx(bad["finished_at"], abs=1e-3)
     hog = wait_state(r, uuid, "hog", "exited")
     assert hog["reason"] == "OOMKilled", hog
     assert hog["exit_code"] == 137 and hog["signal"] == signal.SIGKILL
