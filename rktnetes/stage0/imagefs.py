@@ -59,8 +59,9 @@ class LayeredFS:
             return full, st
         return None
 
-    def resolve(self, path: str) -> tuple[str, os.stat_result] | None:
-        """(host path, lstat) of the entry at `path` after following symlinks, or None."""
+    def _walk(self, path: str) -> tuple[str, tuple[str, os.stat_result] | None] | None:
+        """Follow `path` inside the image: (its canonical path, the final entry's (host path,
+        lstat), None for the root), or None if missing, looping, or through a non-directory."""
         todo = [c for c in path.split("/") if c]
         cur = "/"
         links = 0
@@ -89,8 +90,16 @@ class LayeredFS:
             if todo and not stat.S_ISDIR(st.st_mode):
                 return None
             cur = nxt
+        return cur, found
+
+    def resolve(self, path: str) -> tuple[str, os.stat_result] | None:
+        """(host path, lstat) of the entry at `path` after following symlinks, or None."""
+        walked = self._walk(path)
+        if walked is None:
+            return None
+        cur, found = walked
         if found is None and cur == "/":
-            return (self.layers[0] if self.layers else "/", os.stat(self.layers[0])) if self.layers else None
+            return (self.layers[0], os.stat(self.layers[0])) if self.layers else None
         return found
 
     def is_executable(self, path: str) -> bool:
@@ -129,31 +138,12 @@ class LayeredFS:
             return ""
 
     def _canonical(self, path: str) -> str | None:
-        """`path` with every symlink resolved inside the image, or None if it does not exist."""
-        todo = [c for c in path.split("/") if c]
-        cur = "/"
-        links = 0
-        while todo:
-            comp = todo.pop(0)
-            if comp == ".":
-                continue
-            if comp == "..":
-                cur = posixpath.dirname(cur) or "/"
-                continue
-            nxt = posixpath.join(cur, comp)
-            found = self._entry(nxt)
-            if found is None:
-                return None
-            full, st = found
-            if stat.S_ISLNK(st.st_mode):
-                links += 1
-                if links > _MAX_LINKS:
-                    return None
-                target = os.readlink(full)
-                todo = [c for c in target.split("/") if c] + todo
-                cur = "/" if target.startswith("/") else cur
-                continue
-            if not stat.S_ISDIR(st.st_mode):
-                return None
-            cur = nxt
+        """`path` with every symlink resolved inside the image, or None if it is not a
+        directory there."""
+        walked = self._walk(path)
+        if walked is None:
+            return None
+        cur, found = walked
+        if found is not None and not stat.S_ISDIR(found[1].st_mode):
+            return None
         return cur
