@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -42,6 +42,7 @@ from rktnetes.supervise import control
 from . import prepare as prep
 from .appspec import (MAX_ID, AppFlags, build_app, default_app_name, parse_env_file,
                       parse_signal, short)
+from .status import AppStatus
 from .volumes import check_name, parse_volume
 
 START_TIMEOUT = 60.0
@@ -416,27 +417,7 @@ def _remove(paths: Paths, pod: Pod, m: PodManifest, app: App) -> None:
 
 # -- list / status / exec -------------------------------------------------------------------------
 
-@dataclass
-class AppView:
-    name: str
-    image: str
-    image_id: str
-    state: str
-    pid: int
-    exit_code: int | None
-    signal: int
-    reason: str
-    message: str
-    restarts: int
-    created_at: float
-    started_at: float
-    finished_at: float
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def views(pod: Pod) -> list[AppView]:
+def views(pod: Pod) -> list[AppStatus]:
     """Every app of the pod as recorded; apps recorded running in a pod whose monitor is gone
     show as `unknown` (their processes may or may not be there until `rkt stop` cleans up)."""
     pod.refresh()
@@ -453,13 +434,13 @@ def views(pod: Pod) -> list[AppView]:
         state, msg = s.state, s.message
         if not alive and pod.state == RUN and state == st.RUNNING:
             state, msg = st.UNKNOWN, msg or "the pod's monitor is gone"
-        out.append(AppView(a.name, a.image_name, a.image_id, state,
+        out.append(AppStatus(a.name, a.image_name, a.image_id, state,
                            s.pid if state == st.RUNNING else 0, s.exit_code, s.signal, s.reason,
                            msg, s.restarts, s.created_at, s.started_at, s.finished_at))
     return out
 
 
-def view(pod: Pod, name: str) -> AppView:
+def view(pod: Pod, name: str) -> AppStatus:
     for v in views(pod):
         if v.name == name:
             return v

@@ -64,6 +64,9 @@ class AppStatus:
     started_at: float
     finished_at: float
 
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
 
 @dataclass
 class PodStatus:
