@@ -12,10 +12,31 @@ The API the rest of rktnetes uses:
   check_port_forwards(ports)                     (flag parsers raise UsageError)
 """
 
-from .dns import default_hostname, pod_dns_files
-from .flags import check_port_forwards, parse_net_flag, parse_net_flags, parse_port_flag
-from .setup import check_networks, setup_networks, teardown_networks
-from .status import Attachment, NetworkStatus, load_status, status_entries
+# Loaded on first use (PEP 562), not here: `rkt run` needs only the flag parsers (.flags)
+# before it execs the monitor, and importing .setup/.cni/.dns/.status eagerly cost ~20 ms of
+# every CLI start. `from rktnetes.net import X` and `rktnetes.net.X` work as before.
+_LAZY = {"default_hostname": "dns", "pod_dns_files": "dns",
+         "check_port_forwards": "flags", "parse_net_flag": "flags", "parse_net_flags": "flags",
+         "parse_port_flag": "flags",
+         "check_networks": "setup", "setup_networks": "setup", "teardown_networks": "setup",
+         "Attachment": "status", "NetworkStatus": "status", "load_status": "status",
+         "status_entries": "status"}
+
+
+def __getattr__(name: str):
+    mod = _LAZY.get(name)
+    if mod is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{mod}"), name)
+    globals()[name] = value  # once: later lookups are plain attribute reads
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = ["setup_networks", "teardown_networks", "check_networks", "pod_dns_files",
            "default_hostname", "load_status", "status_entries", "NetworkStatus", "Attachment",

@@ -71,7 +71,7 @@ def setup_networks(paths: Paths, pod_dir: Path, uuid: str, requests: list[Networ
     netns.create(ns_path)
     attached: list[tuple[NetworkConfig, Path]] = []
     try:
-        _loopback_up(ns_path)
+        # lo is brought up by netns.create, in the same child that made the namespace
         st = NetworkStatus(NONE if not configs else CNI, str(ns_path))
         for i, (cfg, req) in enumerate(zip(configs, requests)):
             ifname = f"eth{i}"
@@ -248,13 +248,6 @@ def _first_use_lock(cfg: NetworkConfig, rt: cni.RuntimeConf) -> Iterator[None]:
 
 
 # -- helpers --------------------------------------------------------------------------------
-
-
-def _loopback_up(ns_path: Path) -> None:
-    p = subprocess.run(["nsenter", f"--net={ns_path}", "ip", "link", "set", "lo", "up"],
-                       capture_output=True, text=True)
-    if p.returncode != 0:
-        raise NetworkError(f"cannot bring up lo in {ns_path}: {' '.join(p.stderr.split())}")
 
 
 def _port_network(configs: list[NetworkConfig], ports: list[PortForward]

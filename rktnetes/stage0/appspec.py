@@ -5,7 +5,6 @@ from __future__ import annotations
 import posixpath
 import re
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 
 from rktnetes.errors import UsageError
 from rktnetes.image.manifest import ImageConfig
@@ -61,6 +60,8 @@ def parse_memory(s: str) -> int:
     mult = _BIN_UNITS.get(unit) or _DEC_UNITS.get(unit)
     if not m or not mult:
         raise UsageError(f"--memory {s!r}: expected a size like 64M, 512Mi or 1G")
+    from decimal import Decimal  # here, not at the top: ~3 ms of every `rkt run` without --memory
+
     n = int(Decimal(m.group(1)) * mult)
     if n < 4096:
         raise UsageError(f"--memory {s!r}: too small (at least 4 KiB)")
@@ -69,6 +70,8 @@ def parse_memory(s: str) -> int:
 
 def parse_cpu(s: str) -> int:
     """CPU as Kubernetes writes it, returned in millicores: `500m` -> 500, `1` -> 1000, `1.5`."""
+    from decimal import Decimal, InvalidOperation  # lazily, as in parse_memory
+
     s = s.strip()
     try:
         millis = Decimal(s[:-1]) if s.endswith("m") else Decimal(s) * 1000

@@ -17,7 +17,9 @@ from rktnetes.stage1 import FLAVORS, get_stage1
 from rktnetes.stage1.base import PodContext
 
 # What the calls import on demand: the helper loads them once, before forking its workers.
-_PRELOAD = ("rktnetes.net", "rktnetes.pod.cleanup", "rktnetes.fsutil", "rktnetes.store",
+# (rktnetes.net loads its submodules lazily, for the CLI's sake: name the ones setup uses.)
+_PRELOAD = ("rktnetes.net", "rktnetes.net.setup", "rktnetes.net.dns", "rktnetes.net.status",
+            "rktnetes.pod.cleanup", "rktnetes.fsutil", "rktnetes.store",
             "rktnetes.stage1.ocispec", "rktnetes.stage1.podfiles", "rktnetes.stage1.rootfs",
             "rktnetes.stage1.users", *FLAVORS.values())
 
