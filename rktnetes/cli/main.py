@@ -32,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="rkt",
         parents=[common],
         description="rktnetes: run pods of OCI/Docker images with per-pod isolation "
-        "(fly, default/runc, kvm). No daemon: state lives in the data directory.",
+        "(fly, or default: namespaces and cgroups through runc; kvm is planned). No daemon: "
+        "state lives in the data directory.",
     )
     parser.add_argument("--version", action="version", version=f"rktnetes {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
