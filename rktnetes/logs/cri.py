@@ -154,6 +154,17 @@ def _lines(data: bytes) -> Iterator[bytes]:
             yield raw
 
 
+def _whole(j: Joiner, data: bytes) -> Iterator[Entry]:
+    """The whole lines `data` completes, through the joiner; malformed lines are skipped."""
+    for raw in _lines(data):
+        try:
+            e = j.add(parse_line(raw))
+        except ValueError:
+            continue
+        if e is not None:
+            yield e
+
+
 def read_entries(path: str | os.PathLike, since_ns: int = 0, tail: int = -1,
                  streams: tuple[str, ...] = ("stdout", "stderr")) -> list[Entry]:
     """Whole lines of the log (P pieces joined), oldest first; `tail` >= 0 keeps the last N,
@@ -164,14 +175,7 @@ def read_entries(path: str | os.PathLike, since_ns: int = 0, tail: int = -1,
     except FileNotFoundError:
         return []
     j = Joiner()
-    out = []
-    for raw in _lines(data):
-        try:
-            e = j.add(parse_line(raw))
-        except ValueError:
-            continue
-        if e is not None:
-            out.append(e)
+    out = list(_whole(j, data))
     out += j.flush()
     # time order, both streams merged (a line's pieces, joined, take its first piece's time);
     # stable: lines of the same instant keep the order they were written in
@@ -196,14 +200,7 @@ def follow(path: str | os.PathLike, done: Callable[[], bool], since_ns: int = 0,
     complete = data[:data.rfind(b"\n") + 1]
     offset = len(complete)
     j = Joiner()
-    first = []
-    for raw in _lines(complete):
-        try:
-            e = j.add(parse_line(raw))
-        except ValueError:
-            continue
-        if e is not None and e.stream in streams and e.time_ns >= since_ns:
-            first.append(e)
+    first = [e for e in _whole(j, complete) if e.stream in streams and e.time_ns >= since_ns]
     if tail >= 0:
         first = first[-tail:] if tail else []
     yield from first
@@ -217,12 +214,8 @@ def follow(path: str | os.PathLike, done: Callable[[], bool], since_ns: int = 0,
             data = b""
         complete = data[:data.rfind(b"\n") + 1]
         offset += len(complete)
-        for raw in _lines(complete):
-            try:
-                e = j.add(parse_line(raw))
-            except ValueError:
-                continue
-            if e is not None and e.stream in streams and e.time_ns >= since_ns:
+        for e in _whole(j, complete):
+            if e.stream in streams and e.time_ns >= since_ns:
                 yield e
         if finished:
             for e in j.flush():
