@@ -32,13 +32,14 @@ _FORMATS = {mt.OCI_MANIFEST: (pb.IMAGE_TYPE_OCI, "1.0.0"),
 
 
 @dataclass
-class ImageView:
+class ImageView(wire.CachedMessage):
     record: ImageRecord
     manifest_raw: bytes
     labels: dict[str, str]
     annotations: dict[str, str]
     config_digest: str
     _memo: dict = field(default_factory=dict, repr=False)
+    LIST_FIELD = IMAGES_FIELD
 
     @property
     def id(self) -> str:
@@ -59,20 +60,8 @@ class ImageView:
                                                      self.annotations, int(self.record.imported_at))
         return f
 
-    def message(self, detail: bool) -> pb.Image:
-        msg = self._memo.get(detail)
-        if msg is None:
-            msg = self._memo[detail] = _to_message(self, detail)
-        return msg
-
-    def framed(self, detail: bool) -> bytes:
-        """The Image serialized as one entry of ListImagesResponse.images, cached."""
-        key = ("framed", detail)
-        b = self._memo.get(key)
-        if b is None:
-            b = self._memo[key] = wire.framed(IMAGES_FIELD,
-                                                  self.message(detail).SerializeToString())
-        return b
+    def build(self, detail: bool) -> pb.Image:
+        return _to_message(self, detail)
 
 
 def _to_message(v: ImageView, detail: bool) -> pb.Image:

@@ -55,7 +55,7 @@ class NetworkView:
 
 
 @dataclass
-class PodView:
+class PodView(wire.CachedMessage):
     """Everything the API reports about one pod, read at one moment."""
 
     uuid: str
@@ -73,6 +73,7 @@ class PodView:
     finished_at_ns: int = 0
     gc_marked_at_ns: int = 0
     _memo: dict = field(default_factory=dict, repr=False)
+    LIST_FIELD = PODS_FIELD
 
     @property
     def running(self) -> bool:
@@ -93,21 +94,8 @@ class PodView:
             network_names=frozenset(n.name for n in self.networks),
             annotations=dict(m.annotations) if m else {}, cgroup=self.cgroup)
 
-    def message(self, detail: bool) -> pb.Pod:
-        """The v1alpha Pod, built once per version of the pod's files (callers must not
-        mutate it; protobuf copies it into a response)."""
-        msg = self._memo.get(detail)
-        if msg is None:
-            msg = self._memo[detail] = _to_message(self, detail)
-        return msg
-
-    def framed(self, detail: bool) -> bytes:
-        """The Pod serialized as one entry of ListPodsResponse.pods, cached like message()."""
-        key = ("framed", detail)
-        b = self._memo.get(key)
-        if b is None:
-            b = self._memo[key] = wire.framed(PODS_FIELD, self.message(detail).SerializeToString())
-        return b
+    def build(self, detail: bool) -> pb.Pod:
+        return _to_message(self, detail)
 
 
 def _ns(t) -> int:

@@ -77,6 +77,16 @@ def _guarded(fn):
 STREAMS = ("ListenEvents", "GetLogs")
 
 
+def _only(context, found: list, what: str, wanted: str):
+    """The one pod or image an Inspect call names; aborts the call on none or several."""
+    if not found:
+        context.abort(grpc.StatusCode.NOT_FOUND, f"no {what} {wanted!r}")
+    if len(found) > 1:
+        context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                      f"{what} id prefix {wanted!r} matches {len(found)} {what}s")
+    return found[0]
+
+
 class PublicAPI(pb_grpc.PublicAPIServicer):
     def __init__(self, paths: Paths, hub: EventHub | None = None):
         self.paths = paths
@@ -104,13 +114,8 @@ class PublicAPI(pb_grpc.PublicAPIServicer):
     def InspectPod(self, request, context):
         if not request.id:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a pod id is required")
-        found = self.pods.find(request.id)
-        if not found:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"no pod {request.id!r}")
-        if len(found) > 1:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                          f"pod id prefix {request.id!r} matches {len(found)} pods")
-        return pb.InspectPodResponse(pod=found[0].message(detail=True))
+        pod = _only(context, self.pods.find(request.id), "pod", request.id)
+        return pb.InspectPodResponse(pod=pod.message(detail=True))
 
     @_guarded
     def ListImages(self, request, context) -> bytes:
@@ -122,13 +127,8 @@ class PublicAPI(pb_grpc.PublicAPIServicer):
     def InspectImage(self, request, context):
         if not request.id:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "an image id is required")
-        found = self.images.find(request.id)
-        if not found:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"no image {request.id!r}")
-        if len(found) > 1:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                          f"image id {request.id!r} matches {len(found)} images")
-        return pb.InspectImageResponse(image=found[0].message(detail=True))
+        image = _only(context, self.images.find(request.id), "image", request.id)
+        return pb.InspectImageResponse(image=image.message(detail=True))
 
     # -- streams ----------------------------------------------------------------------------
 

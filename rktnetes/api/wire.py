@@ -25,6 +25,32 @@ def framed(field_number: int, payload: bytes) -> bytes:
     return varint(field_number << 3 | 2) + varint(len(payload)) + payload
 
 
+class CachedMessage:
+    """A view whose protobuf message, and that message framed as one repeated entry of a List
+    response, are built once per version of the files it was read from. Subclasses are
+    dataclasses with a `_memo` dict, set `LIST_FIELD`, and implement `build(detail)`;
+    callers must not mutate the returned message (protobuf copies it into a response)."""
+
+    LIST_FIELD: int
+    _memo: dict
+
+    def build(self, detail: bool):
+        raise NotImplementedError
+
+    def message(self, detail: bool):
+        msg = self._memo.get(detail)
+        if msg is None:
+            msg = self._memo[detail] = self.build(detail)
+        return msg
+
+    def framed(self, detail: bool) -> bytes:
+        key = ("framed", detail)
+        b = self._memo.get(key)
+        if b is None:
+            b = self._memo[key] = framed(self.LIST_FIELD, self.message(detail).SerializeToString())
+        return b
+
+
 def serialize(msg_or_bytes) -> bytes:
     """The response serializer: pre-assembled bytes pass through, messages are serialized."""
     if isinstance(msg_or_bytes, bytes):
