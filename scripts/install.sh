@@ -27,7 +27,7 @@ fi
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt
-.venv/bin/pip install -q --disable-pip-version-check --no-deps -e .
+.venv/bin/pip install -q --disable-pip-version-check --no-deps -e . --config-settings editable_mode=compat
 ln -sf "$PWD/.venv/bin/rkt" /usr/local/bin/rkt
 # Compile bytecode ahead: the monitor and the CLI start on every pod, and environments that set
 # PYTHONDONTWRITEBYTECODE would otherwise recompile every module at each start.
