@@ -12,6 +12,8 @@ DEFAULT_CONFIG_DIR = "/etc/rktnetes"
 
 @dataclass(frozen=True)
 class Paths:
+    """The data and configuration directories of one `rkt` invocation."""
+
     data: Path
     config: Path
 

@@ -7,7 +7,7 @@ import os
 from rktnetes.config import Paths
 
 
-def register(sub, common) -> None:
+def register(sub, common, only: str | None = None) -> None:
     p = sub.add_parser(
         "api-service", parents=[common],
         help="run the read-only gRPC API service (rkt's v1alpha PublicAPI)",

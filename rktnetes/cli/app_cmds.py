@@ -49,7 +49,7 @@ example: rkt app add $UUID builtin:busybox --name web --memory 64M \\
 """
 
 
-def register(sub, common) -> None:
+def register(sub, common, only: str | None = None) -> None:
     p = sub.add_parser("app", parents=[common], help="mutable pods: sandbox, add, start, stop, "
                        "rm, list, status, exec",
                        description="Pods whose apps come and go: `rkt app sandbox` starts an "

@@ -7,7 +7,7 @@ import re
 from rktnetes.errors import UsageError
 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_PART = r"(\d+(?:\.\d+)?)(ms|s|m|h|d)"  # compiled (and cached by `re`) at first use
 
 
 def parse_duration(s: str) -> float:
@@ -16,7 +16,7 @@ def parse_duration(s: str) -> float:
     if re.fullmatch(r"\d+(?:\.\d+)?", text):
         return float(text)
     pos, total = 0, 0.0
-    for m in _PART.finditer(text):
+    for m in re.finditer(_PART, text):
         if m.start() != pos:
             break
         total += float(m.group(1)) * _UNITS[m.group(2)]

@@ -41,7 +41,7 @@ def parse_insecure_options(value: str) -> set[str]:
     return opts
 
 
-def register(sub, common) -> None:
+def register(sub, common, only: str | None = None) -> None:
     p = sub.add_parser(
         "fetch", parents=[common], help="fetch images into the store",
         description="Fetch images into the local store and print each image's ID\n"

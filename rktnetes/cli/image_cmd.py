@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from rktnetes.store import ImageRecord, Store
 
 
-def register(sub, common) -> None:
+def register(sub, common, only: str | None = None) -> None:
     p = sub.add_parser("image", help="operate on images in the local store", parents=[common],
                        description="List, remove, garbage-collect, export and render images "
                        "in the store. IMAGE is a name, a reference or a unique ID prefix.")

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from rktnetes import __version__
-from rktnetes.config import Paths
 from rktnetes.errors import RktError
 
 from . import commands
+
+# Global flags that take a value, as `_global_flags` defines them.
+_VALUE_FLAGS = ("--dir", "--config-dir")
 
 
 def _global_flags() -> argparse.ArgumentParser:
@@ -26,7 +27,10 @@ def _global_flags() -> argparse.ArgumentParser:
     return p
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser; with `command` (one of `commands.COMMANDS`), only that command's
+    parser: it parses that command's command lines exactly as the whole one would. With
+    `command=""`, no command at all (for `rkt --version`)."""
     common = _global_flags()
     parser = argparse.ArgumentParser(
         prog="rkt",
@@ -37,14 +41,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"rktnetes {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    help_p = sub.add_parser("help", help="show help for a command", parents=[common])
-    help_p.add_argument("topic", nargs="*", metavar="COMMAND",
-                        help="the command (and subcommand) to describe, e.g. `image export`; "
-                        "none: list every command")
-    help_p.set_defaults(func=lambda args, paths: _help(parser, args.topic))
-    for module in commands.MODULES:
-        module.register(sub, common)
+    if command is None:
+        help_p = sub.add_parser("help", help="show help for a command", parents=[common])
+        help_p.add_argument("topic", nargs="*", metavar="COMMAND",
+                            help="the command (and subcommand) to describe, e.g. `image "
+                            "export`; none: list every command")
+        help_p.set_defaults(func=lambda args, paths: _help(parser, args.topic))
+        for name in commands.MODULES:
+            commands.load(name).register(sub, common)
+    elif command:
+        commands.load(commands.COMMANDS[command]).register(sub, common, only=command)
     return parser
+
+
+def command_word(argv: list[str]) -> str | None:
+    """The command an `rkt` command line runs, when that is plain to see: its first word after
+    the global flags. "" for `--version` before any word (nothing else is looked at then). None
+    when a full parser is needed: `help`, no command, an unknown one, `-h`, or a flag only
+    argparse can interpret (an abbreviation, say)."""
+    it = iter(argv)
+    for a in it:
+        if a in _VALUE_FLAGS:
+            next(it, None)
+        elif a == "--debug" or a.startswith(tuple(f + "=" for f in _VALUE_FLAGS)):
+            continue
+        elif a == "--version":
+            return ""
+        elif a.startswith("-"):
+            return None
+        else:
+            return a if a in commands.COMMANDS else None
+    return None
 
 
 def _help(parser: argparse.ArgumentParser, topic: list[str]) -> int:
@@ -55,20 +82,69 @@ def _help(parser: argparse.ArgumentParser, topic: list[str]) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    debug = getattr(args, "debug", False)
+def _configure_logging(logging, debug: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
                         format="rkt: %(levelname)s: %(message)s")
+
+
+class _LoggingOnImport:
+    """Configures `logging` for the CLI as soon as some module imports it: most commands never
+    log (`rkt run` of a stored image does not), and importing it costs milliseconds of every
+    start. A finder on sys.meta_path that lets the path finder find the module, and runs
+    `_configure_logging` right after the module's own code; it removes itself at first use."""
+
+    def __init__(self, debug: bool):
+        self.debug = debug
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "logging":
+            return None
+        sys.meta_path.remove(self)
+        from importlib.machinery import PathFinder
+
+        spec = PathFinder.find_spec(name, path)
+        if spec is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        exec_module, debug = spec.loader.exec_module, self.debug
+
+        def exec_then_configure(module):
+            exec_module(module)
+            _configure_logging(module, debug)
+
+        spec.loader.exec_module = exec_then_configure  # this one loader object only
+        return spec
+
+
+def _setup_logging(debug: bool) -> None:
+    """--debug: configured now; otherwise when first imported (see _LoggingOnImport)."""
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _LoggingOnImport)]
+    if debug or "logging" in sys.modules:
+        import logging
+
+        _configure_logging(logging, debug)
+    else:
+        sys.meta_path.insert(0, _LoggingOnImport(debug))
+
+
+def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    parser = build_parser(command_word(argv))
+    args = parser.parse_args(argv)
+    debug = getattr(args, "debug", False)
+    _setup_logging(debug)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2
+    from rktnetes.config import Paths
+
     paths = Paths.resolve(getattr(args, "dir", None), getattr(args, "config_dir", None))
     try:
         return int(args.func(args, paths) or 0)
     except RktError as e:
         if debug:
+            import logging
+
             logging.exception("failed")
         print(f"rkt: {e}", file=sys.stderr)
         return e.exit_code

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING
 
 from rktnetes.cli import durations
 from rktnetes.config import Paths
 from rktnetes.errors import UsageError
 
-if TYPE_CHECKING:
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs milliseconds of every `rkt` start
     from rktnetes.pod.store import Pod
 
 def parse_duration(s: str, flag: str = "duration") -> float:
@@ -23,6 +22,8 @@ def parse_duration(s: str, flag: str = "duration") -> float:
 
 def parse_since(s: str) -> float:
     """`--since`: a duration ago (`10m`) or an RFC 3339 time; returns a Unix timestamp."""
+    from datetime import datetime, timezone
+
     try:
         return datetime.now(timezone.utc).timestamp() - parse_duration(s, "--since")
     except UsageError:

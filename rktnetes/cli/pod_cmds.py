@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from rktnetes.stage0.status import PodStatus
 
 
-def register(sub, common) -> None:
+def register(sub, common, only: str | None = None) -> None:
     p = sub.add_parser("list", parents=[common], help="list pods",
                        description="List pods: one row per app, with the app's own state "
                        "(APP STATE); the pod's UUID, state, times and networks on its first "

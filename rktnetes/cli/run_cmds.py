@@ -10,7 +10,6 @@ from rktnetes.config import Paths
 from rktnetes.errors import PodError, UsageError
 from rktnetes.stage0.options import PULL_POLICIES, RESTART_POLICIES
 
-from .pod_args import add_uuid_args, pods_from_args
 from .run_grammar import APP_FLAGS_HELP, parse_apps
 
 RUN_USAGE = "rkt run [POD FLAGS] IMAGE [APP FLAGS] [-- ARGS ---] [IMAGE [APP FLAGS] ...]"
@@ -68,7 +67,9 @@ def _add_pod_flags(p: argparse.ArgumentParser, detach: bool) -> None:
             help="leave the pod running under its monitor; print its UUID")
     else:
         add("--quiet", "-q", action="store_true", help="print only the UUID")
-    _POD_FLAGS.update({"-d", "-i", "-q"})
+    # run's and prepare's own flags too, whichever command's parser is built (only the one
+    # about to run is): after an image, either is named a misplaced pod flag
+    _POD_FLAGS.update({"-d", "-i", "-q", "--detach", "--quiet"})
 
 
 class _AppFlagBeforeImage(argparse.Action):
@@ -96,8 +97,10 @@ def check_misplaced_app_flag(args) -> None:
         raise UsageError(f"--{flag} is an app flag: put it after the image it applies to")
 
 
-def register(sub, common) -> None:
+def register(sub, common, only: str | None = None) -> None:
     for name, detach in (("run", True), ("prepare", False)):
+        if only not in (None, name):
+            continue
         what = ("Fetch missing images, prepare a pod and run it. In the foreground, rkt streams "
                 "the apps' output and exits with the first failing app's exit code."
                 if name == "run" else
@@ -111,6 +114,10 @@ def register(sub, common) -> None:
         p.add_argument("apps", nargs=argparse.REMAINDER, metavar="IMAGE [APP FLAGS] ...",
                        help="images, each followed by its app flags")
         p.set_defaults(func=cmd_run if name == "run" else cmd_prepare)
+
+    if only not in (None, "run-prepared"):
+        return
+    from .pod_args import add_uuid_args
 
     p = sub.add_parser("run-prepared", parents=[common], help="run a prepared pod",
                        description="Run a pod made by `rkt prepare`.")
@@ -193,6 +200,8 @@ def cmd_run(args, paths: Paths) -> int:
 def cmd_run_prepared(args, paths: Paths) -> int:
     from rktnetes.stage0 import prepare as prep
     from rktnetes.stage0 import run as runmod
+
+    from .pod_args import pods_from_args
 
     (pod,) = pods_from_args(paths, args)
     lock = pod.lock()

@@ -1,19 +1,23 @@
-"""Typed views of OCI/Docker manifests, indexes and image configs, with the checks the spec asks."""
+"""Typed views of OCI/Docker manifests, indexes and image configs, with the checks the spec asks.
+(The image config's own view, `ImageConfig`, lives in `config.py`; it is re-exported here.)"""
 
 from __future__ import annotations
 
-import json
-import platform as _platform
 from dataclasses import dataclass, field
 
 from rktnetes.errors import ManifestError
 from rktnetes.store import digest as dg
 
 from . import mediatypes as mt
+from .config import ImageConfig, load_object as _load
+
+__all__ = ["Descriptor", "Manifest", "Index", "ImageConfig", "media_type_of", "parse_manifest",
+           "parse_index", "host_platform", "select_platform"]
 
 
 @dataclass(frozen=True)
 class Descriptor:
+    """A content descriptor: what a manifest or index says about one blob."""
     media_type: str
     digest: str
     size: int
@@ -37,6 +41,7 @@ class Descriptor:
 
 @dataclass(frozen=True)
 class Manifest:
+    """An image manifest (OCI or Docker v2 schema 2): its config and layers."""
     media_type: str
     config: Descriptor
     layers: list[Descriptor]
@@ -45,18 +50,9 @@ class Manifest:
 
 @dataclass(frozen=True)
 class Index:
+    """An OCI index or Docker manifest list: one manifest per platform."""
     media_type: str
     manifests: list[Descriptor]
-
-
-def _load(raw: bytes, what: str) -> dict:
-    try:
-        doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ManifestError(f"{what}: malformed JSON ({e.__class__.__name__}: {str(e)[:80]})") from None
-    if not isinstance(doc, dict):
-        raise ManifestError(f"{what}: not a JSON object")
-    return doc
 
 
 def media_type_of(raw: bytes, header_type: str = "", what: str = "manifest") -> str:
@@ -101,6 +97,8 @@ def parse_index(raw: bytes, what: str = "index") -> Index:
 
 
 def host_platform() -> dict:
+    import platform as _platform  # here: ~5 ms, and only fetching from an index needs it
+
     arch = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386",
             "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}.get(_platform.machine(),
                                                                             _platform.machine())
@@ -119,42 +117,3 @@ def select_platform(index: Index, want: dict | None = None) -> Descriptor:
                         for d in index.manifests) or "none"
     raise ManifestError(f"no image for {want['os']}/{want['architecture']} in the index "
                         f"(it offers: {offered})")
-
-
-@dataclass(frozen=True)
-class ImageConfig:
-    """The parts of an image config a pod needs."""
-
-    os: str
-    architecture: str
-    diff_ids: list[str]
-    entrypoint: list[str]
-    cmd: list[str]
-    env: list[str]
-    working_dir: str
-    user: str
-    exposed_ports: list[str]
-    labels: dict
-    stop_signal: str
-    raw: dict
-
-    @classmethod
-    def parse(cls, raw: bytes, what: str = "image config") -> "ImageConfig":
-        doc = _load(raw, what)
-        rootfs = doc.get("rootfs") or {}
-        diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
-        if not isinstance(diff_ids, list):
-            raise ManifestError(f"{what}: rootfs.diff_ids is missing")
-        for d in diff_ids:
-            dg.parse(d)
-        c = doc.get("config") or {}
-        if not isinstance(c, dict):
-            raise ManifestError(f"{what}: 'config' is not an object")
-        return cls(
-            os=str(doc.get("os", "")), architecture=str(doc.get("architecture", "")),
-            diff_ids=list(diff_ids), entrypoint=list(c.get("Entrypoint") or []),
-            cmd=list(c.get("Cmd") or []), env=list(c.get("Env") or []),
-            working_dir=str(c.get("WorkingDir") or ""), user=str(c.get("User") or ""),
-            exposed_ports=sorted((c.get("ExposedPorts") or {}).keys()),
-            labels=dict(c.get("Labels") or {}), stop_signal=str(c.get("StopSignal") or ""),
-            raw=doc)

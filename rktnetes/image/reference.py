@@ -28,10 +28,11 @@ TRANSPORTS = ("docker", "oci", "oci-archive", "docker-archive", "builtin")
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _DOMAIN_LABEL = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _DOMAIN = rf"(?:{_DOMAIN_LABEL}(?:\.{_DOMAIN_LABEL})*|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?"
-_COMPONENT_RE = re.compile(rf"^{_COMPONENT}$")
-_DOMAIN_RE = re.compile(rf"^{_DOMAIN}$")
-_TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
-_DIGEST_RE = re.compile(r"^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$")
+# Compiled (and cached by `re`) at first use: builtin:, oci: and the like never need them.
+_COMPONENT_RE = rf"^{_COMPONENT}$"
+_DOMAIN_RE = rf"^{_DOMAIN}$"
+_TAG_RE = r"^[\w][\w.-]{0,127}$"
+_DIGEST_RE = r"^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$"
 _MAX_SHOWN = 80
 
 
@@ -42,6 +43,8 @@ def _short(s: str) -> str:
 
 @dataclass(frozen=True)
 class Reference:
+    """An image reference, parsed; which fields are set depends on the transport."""
+
     transport: str                 # one of TRANSPORTS
     registry: str = ""             # docker: "docker.io", "127.0.0.1:5000"
     repository: str = ""           # docker: "library/busybox"
@@ -138,13 +141,13 @@ def _parse_docker(s: str, original: str) -> Reference:
     name, digest = s, ""
     if "@" in s:
         name, _, digest = s.partition("@")
-        if not _DIGEST_RE.match(digest):
+        if not re.match(_DIGEST_RE, digest):
             raise bad(f"bad digest {_short(digest)!r} (expected sha256: and 64 hex digits)")
     tag = ""
     last = name.rsplit("/", 1)[-1]
     if ":" in last:  # a colon in the last path component is the tag (one earlier is a port)
         name, _, tag = name.rpartition(":")
-        if not _TAG_RE.match(tag):
+        if not re.match(_TAG_RE, tag):
             raise bad(f"bad tag {_short(tag)!r}")
     if not name:
         raise bad("no image name")
@@ -152,7 +155,7 @@ def _parse_docker(s: str, original: str) -> Reference:
     if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"
                            or parts[0].startswith("[")):
         registry, repo_parts = parts[0], parts[1:]
-        if not _DOMAIN_RE.match(registry):
+        if not re.match(_DOMAIN_RE, registry):
             raise bad(f"bad registry host {_short(registry)!r}")
     else:
         registry, repo_parts = DOCKER_HUB, parts
@@ -161,8 +164,8 @@ def _parse_docker(s: str, original: str) -> Reference:
     for comp in repo_parts:
         if not comp:
             raise bad("empty path component")
-        if not _COMPONENT_RE.match(comp):
-            if comp.lower() != comp and _COMPONENT_RE.match(comp.lower()):
+        if not re.match(_COMPONENT_RE, comp):
+            if comp.lower() != comp and re.match(_COMPONENT_RE, comp.lower()):
                 raise bad("repository names must be lowercase")
             raise bad(f"bad name component {_short(comp)!r}")
     if registry == DOCKER_HUB and len(repo_parts) == 1:

@@ -16,12 +16,11 @@ from typing import Any
 
 from rktnetes.errors import NetworkError
 
-from .cni import plugin_dirs
+from .flags import NAME_RE
 
 DEFAULT_NETWORK = "default"
 RESERVED = ("host", "none")          # not CNI networks: the host's namespace, loopback only
 DEFAULT_CNI_VERSION = "0.4.0"        # for files that omit it (rkt accepted that)
-NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")   # the CNI spec's network name
 
 # rkt's default network. The bridge is host-wide, so its IPAM state must be too: host-local's
 # own default dataDir (/var/lib/cni/networks/default), shared by every --dir on this host.
@@ -31,6 +30,7 @@ DEFAULT_SUBNET = "172.16.28.0/24"
 
 @dataclass
 class NetworkConfig:
+    """One network definition (a CNI network configuration list)."""
     name: str
     cni_version: str
     plugins: list[dict[str, Any]]
@@ -58,6 +58,8 @@ def default_network() -> NetworkConfig:
                   "routes": [{"dst": "0.0.0.0/0"}]}},
         {"type": "portmap", "capabilities": {"portMappings": True}},
     ]
+    from .cni import plugin_dirs
+
     # Accept the pod's traffic in FORWARD even where the policy is DROP (e.g. with Docker);
     # optional, as older plugin sets lack it.
     if any((Path(d) / "firewall").exists() for d in plugin_dirs()):

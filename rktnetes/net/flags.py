@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from rktnetes.errors import UsageError
 from rktnetes.pod.manifest import NetworkRequest, PortForward
 
-from .config import NAME_RE
-
-_PORT_PROTO = re.compile(r"^(\d{1,5})(?:/(tcp|udp|sctp))?$", re.IGNORECASE)
+# The CNI spec's network name (net.d's files are checked against it too). Here, not in
+# config.py: `rkt run --net=...` needs the parsers only, not the network definitions.
+NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
+_PORT_PROTO = r"^(\d{1,5})(?:/(tcp|udp|sctp))?$"  # compiled at first use: --port only
 
 
 def parse_net_flag(value: str) -> list[NetworkRequest]:
@@ -68,7 +69,7 @@ def parse_port_flag(value: str, exposed_ports: Iterable[str] | Mapping[str, str]
     exposed = (dict(exposed_ports) if isinstance(exposed_ports, Mapping)
                else {p: p for p in exposed_ports})
     spec = exposed.get(name, name)
-    m = _PORT_PROTO.match(spec)
+    m = re.match(_PORT_PROTO, spec, re.IGNORECASE)
     if not m:
         known = ", ".join(sorted(exposed)) or "none"
         raise UsageError(f"--port {value!r}: unknown port name {name!r} (exposed: {known})")

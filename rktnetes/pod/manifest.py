@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import functools
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs milliseconds of every `rkt` start
+    from typing import Any
 
 SCHEMA_VERSION = 1
 
 
 @dataclass
 class Mount:
+    """A volume mounted into one app."""
+
     volume: str
     target: str                    # absolute path inside the app's rootfs
     readonly: bool | None = None   # None: the volume's own setting
@@ -23,6 +28,8 @@ class Mount:
 
 @dataclass
 class Volume:
+    """A pod volume: a host directory, or an empty one the pod owns."""
+
     name: str
     kind: str                      # "host" | "empty"
     source: str = ""               # host path for kind=host
@@ -34,6 +41,8 @@ class Volume:
 
 @dataclass
 class App:
+    """One app of the pod: its image, command, environment, identity and limits."""
+
     name: str
     image_id: str                  # config digest of the image in the store
     image_name: str                # what the user asked for, for display
@@ -60,6 +69,8 @@ class App:
 
 @dataclass
 class PortForward:
+    """A host port forwarded to a port of the pod."""
+
     name: str                      # "80/tcp" or an exposed port's name
     container_port: int
     protocol: str                  # "tcp" | "udp"
@@ -69,12 +80,16 @@ class PortForward:
 
 @dataclass
 class NetworkRequest:
+    """A network the pod joins, as `--net` named it."""
+
     name: str                      # "default", "host", "none" or a user network
     args: dict[str, str] = field(default_factory=dict)   # CNI_ARGS
 
 
 @dataclass
 class PodManifest:
+    """Everything stage0 decided about a pod (`pod.json`)."""
+
     uuid: str
     apps: list[App]
     volumes: list[Volume] = field(default_factory=list)

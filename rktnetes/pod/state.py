@@ -7,9 +7,12 @@ readers (rkt status, the API service) read whole files because every write is a 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
 
 from .manifest import field_names
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs milliseconds of every `rkt` start
+    from typing import Any
 
 # App states, as the CRI names them.
 CREATED = "created"
@@ -26,6 +29,8 @@ START_ERROR = "StartError"
 
 @dataclass
 class AppState:
+    """An app's runtime state (`apps/<name>/state.json`)."""
+
     name: str
     state: str = CREATED
     pid: int = 0

@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from rktnetes.errors import AmbiguousError, NotFoundError, PodError, UsageError
 from rktnetes.fsutil import FileLock, atomic_write_json, read_json
 
 from .manifest import PodManifest
 from .state import AppState
-
-log = logging.getLogger(__name__)
 
 EMBRYO = "embryo"
 PREPARE = "prepare"

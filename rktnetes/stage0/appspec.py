@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 
 from rktnetes.errors import UsageError
-from rktnetes.image.manifest import ImageConfig
+from rktnetes.image.config import ImageConfig
 from rktnetes.pod.manifest import App, Mount
 
 from .volumes import check_name
@@ -25,8 +25,9 @@ SYS_RESOURCE SYS_TIME SYS_TTY_CONFIG WAKE_ALARM""".split())
 _BIN_UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
 _DEC_UNITS = {"k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15,
               "E": 10**18, "": 1}
-_QUANTITY_RE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([A-Za-z]*)$")
-_ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+# compiled (and cached by `re`) at first use: only --memory and --set-env* need them
+_QUANTITY = r"^([0-9]+(?:\.[0-9]+)?)([A-Za-z]*)$"
+_ENV_KEY = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
 _USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 MAX_ID = 4294967294          # uid/gid: 32 bits, (uid_t)-1 excluded
 MAX_SIGNAL = 64              # Linux: 1..SIGRTMAX
@@ -55,7 +56,7 @@ class AppFlags:
 
 def parse_memory(s: str) -> int:
     """A Kubernetes quantity of bytes: `32M` (10^6), `32Mi` (2^20), `1G`, `1.5Gi`, `1048576`."""
-    m = _QUANTITY_RE.match(s.strip())
+    m = re.match(_QUANTITY, s.strip())
     unit = m.group(2) if m else ""
     mult = _BIN_UNITS.get(unit) or _DEC_UNITS.get(unit)
     if not m or not mult:
@@ -84,7 +85,7 @@ def parse_cpu(s: str) -> int:
 
 def parse_env_pair(s: str, what: str = "--set-env") -> tuple[str, str]:
     k, sep, v = s.partition("=")
-    if not sep or not _ENV_KEY_RE.match(k):
+    if not sep or not re.match(_ENV_KEY, k):
         raise UsageError(f"{what} {s!r}: expected NAME=VALUE")
     return k, v
 

@@ -10,9 +10,7 @@ between their arrival and the record that keeps them.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
-import tempfile
 from pathlib import Path
 
 from rktnetes.config import Paths
@@ -20,17 +18,13 @@ from rktnetes.errors import (ManifestError, NotFoundError, RegistryError, StoreE
                              UsageError)
 from rktnetes.fsutil import rmtree
 from rktnetes.image import reference as refs
-from rktnetes.image import mediatypes as mt
-from rktnetes.image.manifest import ImageConfig, host_platform, media_type_of, parse_index, \
-    parse_manifest, select_platform
-from rktnetes.image.progress import Progress
 from rktnetes.store import ImageRecord, Store
 from rktnetes.store.blobs import BlobStore
 
 from .options import PULL_POLICIES
 
-log = logging.getLogger(__name__)
-
+# What only a real fetch needs (manifests, progress, tempfile) is imported where it is used:
+# `rkt run` of a stored image comes here only to find it in the store.
 
 
 def fetch(paths: Paths, ref_string: str, pull_policy: str = "update", insecure_http: bool = False,
@@ -64,6 +58,8 @@ class _Staging:
     """A private blob store whose verified blobs join the real one only on success."""
 
     def __init__(self, store: Store):
+        import tempfile
+
         self.store = store
         # Under the store, so publishing is a rename on one filesystem.
         self._created_tmp = not store.tmp.exists()
@@ -144,7 +140,10 @@ def _fetch_registry(paths: Paths, store: Store, ref: refs.Reference, insecure_ht
                     manifest_digest, platform = _resolve(client, source.ref, staging)
                 except (RegistryError, NotFoundError, ManifestError) as e:
                     if source.mirror:  # mirrors are a convenience: on to the next source
-                        log.debug("mirror %s: %s", source.ref.registry, e)
+                        import logging
+
+                        logging.getLogger(__name__).debug("mirror %s: %s",
+                                                          source.ref.registry, e)
                         mirrors_failed.append(source.ref.registry)
                         continue
                     if mirrors_failed:
@@ -163,6 +162,10 @@ def _resolve(client: RegistryClient, ref: refs.Reference, staging: _Staging) -> 
 
     Returns (manifest digest, platform string or "" when the reference named a manifest).
     """
+    from rktnetes.image import mediatypes as mt
+    from rktnetes.image.manifest import host_platform, media_type_of, parse_index, \
+        parse_manifest, select_platform
+
     fetched = client.get_manifest(ref.repository, ref.manifest_ref)
     where = f"manifest of {ref.registry}/{ref.repository}:{ref.manifest_ref}" if not ref.digest \
         else f"manifest of {ref.registry}/{ref.repository}@{ref.digest}"
@@ -190,6 +193,9 @@ def _resolve(client: RegistryClient, ref: refs.Reference, staging: _Staging) -> 
 
 def _download(client: RegistryClient, ref: refs.Reference, staging: _Staging,
               manifest_digest: str, quiet: bool) -> None:
+    from rktnetes.image.manifest import ImageConfig, parse_manifest
+    from rktnetes.image.progress import Progress
+
     manifest = parse_manifest(staging.blobs.read(manifest_digest))
     label = f"{ref.registry}/{ref.repository}"
     if not staging.has(manifest.config.digest):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import logging
 import os
 import posixpath
 import re
@@ -20,7 +19,7 @@ from pathlib import Path
 
 from rktnetes.config import Paths
 from rktnetes.errors import NotFoundError, PodError, RktError, UsageError
-from rktnetes.image.manifest import ImageConfig
+from rktnetes.image.config import ImageConfig
 from rktnetes.pod.manifest import App, NetworkRequest, PodManifest, PortForward, Volume
 from rktnetes.pod.store import PREPARE, PREPARED, Pod, PodLock, PodStore, new_uuid
 from rktnetes.store import ImageRecord, Store
@@ -30,12 +29,11 @@ from .imagefs import LayeredFS
 from .options import PULL_POLICIES, RESTART_POLICIES
 from .volumes import parse_volume
 
-log = logging.getLogger(__name__)
-
 INSECURE_OPTIONS = ("none", "image", "tls", "http", "pubkey", "capabilities", "paths", "seccomp",
                     "ondisk", "all-fetch", "all-run", "all")
-_HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
-                          r"(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$")
+# compiled (and cached by `re`) at first use: only --hostname and --hosts-entry need it
+_HOSTNAME = (r"^(?=.{1,253}$)[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
+             r"(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$")
 _ID_RE = re.compile(r"^(sha256:[0-9a-f]{4,64}|[0-9a-f]{12,64})$")
 
 
@@ -106,7 +104,7 @@ def parse_hosts_entries(values: list[str]) -> dict[str, list[str]]:
         except ValueError:
             raise UsageError(f"--hosts-entry {v!r}: {ip.strip()!r} is not an IP address") from None
         for h in hosts:
-            if not _HOSTNAME_RE.match(h):
+            if not re.match(_HOSTNAME, h):
                 raise UsageError(f"--hosts-entry {v!r}: {h!r} is not a valid host name")
         out.setdefault(ip, [])
         out[ip] += [h for h in hosts if h not in out[ip]]
@@ -147,7 +145,7 @@ def network_fields(net: list[str], ports: list[str], *, stage1: str = "default",
     PORT/PROTO names work. Pure: checks syntax; `check_network_setup` checks the host."""
     from rktnetes.net import check_port_forwards, parse_net_flags, parse_port_flag
 
-    if hostname and not _HOSTNAME_RE.match(hostname):
+    if hostname and not re.match(_HOSTNAME, hostname):
         raise UsageError(f"--hostname {hostname!r}: not a valid host name")
     if stage1 == "fly":
         requests = parse_net_flags(net)          # still checked, though fly uses the host's
@@ -393,7 +391,9 @@ def discard(paths: Paths, pod: Pod, lock: PodLock) -> None:
         pod.refresh()
         remove_pod_dir(paths, pod)
     except RktError as e:
-        log.warning("could not remove pod %s: %s", pod.uuid, e)
+        import logging
+
+        logging.getLogger(__name__).warning("could not remove pod %s: %s", pod.uuid, e)
     finally:
         lock.close()
 

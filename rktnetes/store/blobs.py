@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 from rktnetes.errors import DigestMismatch
 
@@ -44,6 +43,8 @@ class BlobStore:
             for _ in chunks:  # drain nothing more than needed: callers pass lazy iterators
                 break
             return final
+        import tempfile
+
         final.parent.mkdir(parents=True, exist_ok=True)
         h = dg.hasher(digest)
         fd, tmp = tempfile.mkstemp(prefix=f".{final.name[:16]}.", suffix=".part", dir=final.parent)

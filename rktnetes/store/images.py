@@ -8,12 +8,11 @@ read files that are always whole because every write is a rename.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from rktnetes.errors import AmbiguousError, NotFoundError
 from rktnetes.fsutil import FileLock, atomic_write_json, read_json
@@ -21,11 +20,12 @@ from rktnetes.fsutil import FileLock, atomic_write_json, read_json
 from . import digest as dg
 
 SCHEMA_VERSION = 1
-log = logging.getLogger(__name__)
 
 
 @dataclass
 class LayerRef:
+    """One layer of an image, as its manifest and config list it."""
+
     digest: str          # the blob digest as the manifest lists it
     media_type: str
     size: int
@@ -34,6 +34,8 @@ class LayerRef:
 
 @dataclass
 class ImageRecord:
+    """An image in the store: its blobs, the references naming it, when it was used."""
+
     id: str                                   # config digest, "sha256:..."
     manifest_digest: str
     manifest_media_type: str
@@ -75,13 +77,19 @@ class ImageStore:
             raise NotFoundError(f"image {image_id} not found") from None
 
     def all(self) -> Iterator[ImageRecord]:
-        if not self.root.is_dir():
-            return
-        for p in sorted(self.root.glob("*.json")):
+        try:
+            names = sorted(n for n in os.listdir(self.root) if n.endswith(".json"))
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            return  # no store yet (or not ours to read): no images
+        for name in names:
+            p = self.root / name
             try:
                 yield ImageRecord.from_json(read_json(p))
             except (OSError, ValueError, TypeError) as e:
-                log.warning("skipping unreadable image record %s: %s", p, e)
+                import logging
+
+                logging.getLogger(__name__).warning("skipping unreadable image record %s: %s",
+                                                    p, e)
 
     def save(self, rec: ImageRecord, claim_references: bool = True) -> None:
         """Write a record; its references are taken away from any other image that had them

@@ -12,13 +12,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import tempfile
 from pathlib import Path
 
 from rktnetes.errors import DigestMismatch, ManifestError, StoreError
 from rktnetes.fsutil import rmtree
 from rktnetes.image import mediatypes as mt
-from rktnetes.image.unpack import OVERLAY, unpack_layer
 
 from . import Store
 from . import digest as dg
@@ -34,6 +32,11 @@ def ensure_layer(store: Store, layer: LayerRef) -> Path:
         return final
     if not store.blobs.has(layer.digest):
         raise StoreError(f"layer blob {layer.digest} is not in the store")
+    # tar and the decompressors only when a layer is unpacked, not for every cached one
+    import tempfile
+
+    from rktnetes.image.unpack import OVERLAY, unpack_layer
+
     store.layers_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=store.layers_dir))
     try:
@@ -62,6 +65,8 @@ def remove_layer(store: Store, layer_digest: str) -> bool:
     final = store.layer_path(layer_digest)
     if not final.exists():
         return False
+    import tempfile
+
     doomed = Path(tempfile.mkdtemp(prefix=TMP_PREFIX + "rm-", dir=store.layers_dir))
     try:
         os.rename(final, doomed / "layer")

@@ -1,0 +1,119 @@
+"""The CLI builds only the parser of the command it runs: that parser must parse like the whole
+one, `rkt help`/`--help`/unknown commands still see every command, and the modules on the way
+to a pod's hand-over stay light (no logging, typing, tar or subprocess imports)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+
+import pytest
+
+from rktnetes.cli import commands, run_cmds
+from rktnetes.cli.main import build_parser, command_word
+
+
+def _choices(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices
+
+
+def test_commands_table_matches_what_the_modules_register():
+    full = _choices(build_parser())
+    assert set(full) == {"help", *commands.COMMANDS}
+    assert list(full)[0] == "help"
+    for name, module in commands.COMMANDS.items():
+        assert name in _choices(build_parser(name)), name
+        assert module in commands.MODULES
+
+
+@pytest.mark.parametrize("argv,word", [
+    (["run", "x"], "run"),
+    (["--dir", "/d", "--config-dir=/c", "--debug", "prepare", "x"], "prepare"),
+    (["--dir=/d", "run-prepared", "u"], "run-prepared"),
+    (["--dir", "run", "list"], "list"),          # `run` is the value of --dir
+    (["image", "list"], "image"),
+    (["--version"], ""),
+    (["--debug", "--version", "bogus"], ""),
+    ([], None),
+    (["help", "run"], None),
+    (["bogus"], None),
+    (["-h", "run"], None),
+    (["--help"], None),
+    (["--di", "/d", "run"], None),               # an abbreviation: argparse's business
+    (["--", "run"], None),
+    (["--dir"], None),
+])
+def test_command_word(argv, word):
+    assert command_word(argv) == word
+
+
+def _ns(parser, argv):
+    ns = vars(parser.parse_args(argv))
+    func = ns.pop("func", None)
+    return ns, getattr(func, "__qualname__", None)
+
+
+@pytest.mark.parametrize("argv", [
+    ["run", "--net=none", "-d", "builtin:busybox", "--exec", "/bin/true"],
+    ["--dir", "/d", "prepare", "--quiet", "--volume", "v,kind=empty", "img", "--name", "a"],
+    ["prepare", "--config-dir", "/c", "--debug", "img"],
+    ["run-prepared", "--uuid-file", "f", "-d", "--net", "default"],
+    ["image", "list", "--format", "json"],
+    ["image"],
+    ["app", "add", "u", "img", "--name", "x"],
+    ["list", "--full"],
+    ["status", "--wait=10s", "u"],
+    ["gc", "--grace-period=0"],
+    ["fetch", "-q", "builtin:busybox"],
+    ["api-service", "--listen", "127.0.0.1:0"],
+])
+def test_one_command_parser_parses_like_the_whole_one(argv):
+    assert _ns(build_parser(command_word(argv)), argv) == _ns(build_parser(), argv)
+
+
+def test_misplaced_pod_flags_of_either_command_are_known():
+    build_parser("prepare")
+    assert {"--detach", "-d", "--quiet", "-q"} <= run_cmds._POD_FLAGS
+
+
+def _python(code: str) -> subprocess.CompletedProcess:
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_hot_path_imports_stay_light():
+    r = _python(
+        "import sys\n"
+        "from rktnetes.cli.main import build_parser\n"
+        "build_parser('run').parse_args(['run', 'builtin:busybox'])\n"
+        "import rktnetes.stage0.prepare, rktnetes.stage0.fetch, rktnetes.store.layers\n"
+        "import rktnetes.net.flags\n"
+        "heavy = {'logging', 'typing', 'tarfile', 'subprocess', 'hashlib', 'tempfile',\n"
+        "         'platform', 'rktnetes.image.unpack', 'rktnetes.net.cni', 'rktnetes.cli.app_cmds'}\n"
+        "print(sorted(heavy & set(sys.modules)))\n")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
+
+
+def test_logging_configured_when_first_imported():
+    r = _python(
+        "import sys\n"
+        "from rktnetes.cli.main import _setup_logging\n"
+        "_setup_logging(False)\n"
+        "assert 'logging' not in sys.modules\n"
+        "import logging\n"
+        "logging.getLogger('rktnetes.x').warning('careful %s', 1)\n"
+        "logging.getLogger('rktnetes.x').info('not shown')\n")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == "rkt: WARNING: careful 1\n"
+    r = _python(
+        "from rktnetes.cli.main import _setup_logging\n"
+        "_setup_logging(True)\n"
+        "import logging\n"
+        "logging.getLogger('rktnetes.x').debug('shown')\n")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == "rkt: DEBUG: shown\n"
