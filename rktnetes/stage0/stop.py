@@ -19,6 +19,7 @@ from rktnetes.errors import PodError
 from rktnetes.fsutil import atomic_write_json
 from rktnetes.pod import state as st
 from rktnetes.pod.store import EXITED_GARBAGE, GARBAGE, RUN, Pod
+from rktnetes.supervise.control import monitor_alive
 
 from .podfs import undo_resources
 
@@ -26,19 +27,6 @@ log = logging.getLogger(__name__)
 
 # How long past the grace period we wait for the monitor to finish undoing the pod.
 STOP_MARGIN = 30.0
-
-
-def monitor_pid(pod: Pod) -> int:
-    """The monitor's pid, if the process with that pid is still this pod's monitor."""
-    pid = int(pod.pod_state().get("monitor_pid") or 0)
-    if pid <= 0:
-        return 0
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            cmdline = f.read()
-    except OSError:
-        return 0
-    return pid if pod.uuid.encode() in cmdline else 0  # guards against pid reuse
 
 
 def reap_dead(paths: Paths, pod: Pod, message: str = "monitor died") -> None:
@@ -89,7 +77,8 @@ def try_reap(paths: Paths, pod: Pod) -> bool:
 
 def stop(paths: Paths, pod: Pod, timeout: float = 10.0, force: bool = False) -> None:
     """Returns once the pod is no longer running."""
-    deadline = time.monotonic() + (0 if force else timeout) + STOP_MARGIN
+    wait = (0 if force else timeout) + STOP_MARGIN
+    deadline = time.monotonic() + wait
     requested = 0
     while True:
         try:
@@ -105,7 +94,7 @@ def stop(paths: Paths, pod: Pod, timeout: float = 10.0, force: bool = False) -> 
         if not pod.is_locked():
             if try_reap(paths, pod):
                 continue
-        pid = monitor_pid(pod)
+        pid = monitor_alive(pod)  # pid and start time: a foreground monitor is `rkt run` itself
         if pid and requested != pid:
             with contextlib.suppress(OSError):
                 atomic_write_json(pod.path / "stop-request.json",
@@ -114,5 +103,5 @@ def stop(paths: Paths, pod: Pod, timeout: float = 10.0, force: bool = False) -> 
                 os.kill(pid, signal.SIGTERM)
             requested = pid
         if time.monotonic() > deadline:
-            raise PodError(f"pod {pod.uuid}: still running {deadline:.0f}s after the stop request")
+            raise PodError(f"pod {pod.uuid}: still running {wait:.0f}s after the stop request")
         time.sleep(0.05)

@@ -23,18 +23,14 @@ _BOOT = ("import sys; sys.path.insert(0, {root!r}); "
          "from rktnetes.supervise.monitor import main; sys.exit(main())")
 
 
-def monitor_argv(paths: Paths, uuid: str, lock_fd: int, foreground: bool = False,
-                 helper: str = "") -> list[str]:
-    """The monitor's command line. Spawn it with `pass_fds=(lock_fd,)` once the pod is in
-    `run` and locked by `lock_fd` (PodLock.inheritable()); in the foreground its stdio are the
-    user's (it streams the apps' output and exits with the pod's exit code); detached, give it
-    /dev/null and `start_new_session=True`. `helper`: Helper.handover() of a stage1 helper
-    the process that execs the monitor started (it must be that process's child)."""
+def monitor_argv(paths: Paths, uuid: str, lock_fd: int) -> list[str]:
+    """The command line of a detached pod's monitor. Spawn it with `pass_fds=(lock_fd,)`,
+    /dev/null for stdio and `start_new_session=True` once the pod is in `run` and locked by
+    `lock_fd`. (A foreground pod's monitor is `rkt run` itself: monitor.run_foreground.)"""
     root = str(Path(rktnetes.__file__).resolve().parent.parent)
     return [sys.executable, "-S", "-c", _BOOT.format(root=root),
             "--data-dir", str(paths.data), "--config-dir", str(paths.config),
-            "--uuid", uuid, "--lock-fd", str(lock_fd), *(["--foreground"] if foreground else []),
-            *(["--helper", helper] if helper else [])]
+            "--uuid", uuid, "--lock-fd", str(lock_fd)]
 
 
 def monitor_alive(pod: Pod) -> int:

@@ -59,18 +59,6 @@ class Helper:
         theirs.close()
         return cls(pid, ours, lock_fd)
 
-    def handover(self) -> str:
-        """For a process about to exec the monitor (its helper stays its child): the value of
-        the monitor's --helper, the socket left open across the exec."""
-        os.set_inheritable(self.sock.fileno(), True)
-        return f"{self.pid}:{self.sock.fileno()}"
-
-    @classmethod
-    def adopt(cls, handover: str, lock_fd: int) -> "Helper":
-        pid, fd = (int(x) for x in handover.split(":"))
-        os.set_inheritable(fd, False)
-        return cls(pid, _socket.socket(fileno=fd), lock_fd)
-
     def call(self, name: str, state: dict, args: list, fds: tuple[int, ...] = ()):
         """Run actions.<name>(data, config, uuid, state, *args, *fds) in a worker. Raises
         HelperGone if the helper was gone before the call was sent (nothing ran: the caller
@@ -148,24 +136,53 @@ def _fork_worker(sock, req: dict, fds: list[int], data_dir: str, config_dir: str
     pid = os.fork()
     if pid == 0:
         code = 1
-        try:
-            from rktnetes.errors import RktError
-            from rktnetes.supervise import actions
-
-            try:  # fds[0] is the pod's lock: held until we exit
-                res = {"ok": getattr(actions, req["name"])(
-                    data_dir, config_dir, uuid, req["state"], *req["args"], *fds[1:])}
-            except RktError as e:
-                res = {"error": str(e)}
-            except BaseException as e:  # noqa: BLE001 - reported, never raised past fork
-                res = {"error": f"{e.__class__.__name__}: {e}"}
-            _answer(sock, res)
+        try:  # fds[0] is the pod's lock: held until we exit
+            _answer(sock, run_action(req["name"], req["state"], [*req["args"], *fds[1:]],
+                                     data_dir, config_dir, uuid))
             code = 0
         finally:
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     if status != 0:
         _answer(sock, {"error": f"stage1 {req['name']}: its worker died"})
+
+
+def run_action(name: str, state: dict, args: list, data_dir: str, config_dir: str,
+               uuid: str) -> dict:
+    """Run rktnetes.supervise.actions.<name>: {"ok": result} or {"error": "one line"}."""
+    from rktnetes.errors import RktError
+    from rktnetes.supervise import actions
+
+    try:
+        return {"ok": getattr(actions, name)(data_dir, config_dir, uuid, state, *args)}
+    except RktError as e:
+        return {"error": str(e)}
+    except BaseException as e:  # noqa: BLE001 - reported: never past a fork, nor into the loop
+        return {"error": f"{e.__class__.__name__}: {e}"}
+
+
+class InlineHelper:
+    """The calls run in the calling process itself: a foreground `rkt run` is its pod's monitor
+    (as rkt's stage0 execs its stage1) and has most of the stage1's modules loaded already, so
+    a helper and its workers would only add forks. Arguments and results still go through
+    JSON, so a call sees exactly what a worker's would."""
+
+    pid = -1        # never a child the monitor reaps
+    reaped = False
+
+    def __init__(self, data_dir: str, config_dir: str, uuid: str):
+        self.data_dir, self.config_dir, self.uuid = data_dir, config_dir, uuid
+
+    def call(self, name: str, state: dict, args: list, fds: tuple[int, ...] = ()):
+        req = json.loads(json.dumps({"state": state, "args": args}))
+        res = json.loads(json.dumps(run_action(name, req["state"], [*req["args"], *fds],
+                                               self.data_dir, self.config_dir, self.uuid)))
+        if "ok" not in res:
+            raise HelperError(res.get("error") or f"stage1 {name}: failed")
+        return res["ok"]
+
+    def close(self) -> None:
+        pass
 
 
 def _noop(signum, frame) -> None:

@@ -1,10 +1,12 @@
 """The per-pod monitor: starts a pod's apps through its stage1, reaps them, writes their logs.
 
-    python -S -m rktnetes.supervise.monitor --data-dir D --config-dir C --uuid UUID \
-        --lock-fd N [--foreground] [--helper PID:FD]
+    python -S -m rktnetes.supervise.monitor --data-dir D --config-dir C --uuid UUID --lock-fd N
 
-Spawned by stage0 (see `control.monitor_argv`) once the pod is in `run`, with the pod's locked
-directory fd inherited: the monitor holds the pod's lock for its whole life. It is the child
+Spawned by stage0 for a detached pod (see `control.monitor_argv`) once the pod is in `run`, with
+the pod's locked directory fd inherited: the monitor holds the pod's lock for its whole life.
+A foreground `rkt run` runs it in its own process instead (`run_foreground`), as rkt's stage0
+execs its stage1: its stdio are the user's, and the stage1 calls run in that process, whose
+modules are already loaded. It is the child
 subreaper of everything it starts, so containers' inits (orphaned by `runc run --detach`)
 become its children and their exit status comes to it.
 
@@ -36,7 +38,7 @@ from rktnetes.stage1 import sys as lsys
 from rktnetes.stage1.proc import exit_code
 
 from .helper import IDLE as HELPER_IDLE
-from .helper import Helper, HelperError, HelperGone
+from .helper import Helper, HelperError, HelperGone, InlineHelper
 
 DEFAULT_STOP_TIMEOUT = 10.0
 START_ERROR_CODE = 128          # what Kubernetes reports for a container that never started
@@ -73,15 +75,18 @@ def _read_json(path: str) -> dict:
         return json.load(f)
 
 
-def _write_json(path: str, obj) -> None:
-    """Atomic (temporary file, fsync, rename), as rktnetes.fsutil.atomic_write_json."""
+def _write_json(path: str, obj, durable: bool) -> None:
+    """Atomic (temporary file, rename), as rktnetes.fsutil.atomic_write_json. `durable`: fsync
+    first, for what must outlive a machine crash (exit codes). What describes a running pod
+    does not: a crash of the machine ends the pod anyway, and an fsync waits for the disk."""
     tmp = f"{path}.{os.getpid()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
         data = (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
         while data:
             data = data[os.write(fd, data):]
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
     finally:
         os.close(fd)
     os.rename(tmp, path)
@@ -112,7 +117,7 @@ class AppRun:
 
 class Monitor:
     def __init__(self, data_dir: str, config_dir: str, uuid: str, lock_fd: int,
-                 foreground: bool, helper: Helper | None = None):
+                 foreground: bool, helper: Helper | InlineHelper | None = None):
         self.data_dir, self.config_dir, self.uuid = data_dir, config_dir, uuid
         self.pods = os.path.join(data_dir, "pods")
         self.dir = os.path.join(self.pods, "run", uuid)
@@ -132,7 +137,8 @@ class Monitor:
             self.pod_state = {}
         self.wake_r = -1
         self.reconcile_at = 0.0     # >0: a SIGHUP is pending, the apps lock was busy
-        self.helper = helper        # started by stage0 before it exec'd us, or on demand
+        self.helper = helper        # InlineHelper (kept for good), or a Helper forked on demand
+        self.inline = isinstance(helper, InlineHelper)
         self.helper_idle_at = time.monotonic() + HELPER_IDLE  # let it go then, if no call came
 
     # -- files ---------------------------------------------------------------------------------
@@ -142,12 +148,13 @@ class Monitor:
 
     def save_app_state(self, run: AppRun) -> None:
         os.makedirs(self.app_dir(run.name), exist_ok=True)
-        _write_json(os.path.join(self.app_dir(run.name), "state.json"), run.st)
+        _write_json(os.path.join(self.app_dir(run.name), "state.json"), run.st,
+                    durable=run.st["state"] == EXITED)
 
-    def save_pod_state(self, **kw) -> None:
+    def save_pod_state(self, durable: bool = False, **kw) -> None:
         self.pod_state.update(kw)
         self.pod_state["stage1_state"] = self.stage1_state
-        _write_json(os.path.join(self.dir, "state.json"), self.pod_state)
+        _write_json(os.path.join(self.dir, "state.json"), self.pod_state, durable)
 
     # -- stage1 calls, through the helper ---------------------------------------------------------
 
@@ -450,7 +457,7 @@ class Monitor:
             due = [t for r in self.runs.values() for t in (r.restart_at, r.kill_at) if t > 0]
             if self.reconcile_at:
                 due.append(self.reconcile_at)
-            if self.helper is not None:
+            if self.helper is not None and not self.inline:
                 due.append(self.helper_idle_at)
             timeout = max(0, int((min(due) - now) * 1000) + 1) if due else None
             ready = [fd for fd, _ in self.poll.poll(timeout)]
@@ -458,7 +465,7 @@ class Monitor:
                 self.on_signals()
             self.read_streams([fd for fd in ready if fd != self.wake_r])
             now = time.monotonic()
-            if self.helper is not None and now >= self.helper_idle_at:
+            if self.helper is not None and not self.inline and now >= self.helper_idle_at:
                 self.close_helper()
             if self.reconcile_at and now >= self.reconcile_at:
                 self.reconcile()
@@ -582,7 +589,7 @@ class Monitor:
             _echo(2, f"rkt: cleanup: {e}\n".encode())
         self.close_helper()  # it holds the pod's lock too: gone before the pod leaves `run`
         self.reap()  # the infra process (and any orphan) was ours as subreaper: no zombies
-        self.save_pod_state(finished_at=time.time(), exit_code=self.exit_code())
+        self.save_pod_state(durable=True, finished_at=time.time(), exit_code=self.exit_code())
         # the move is one rename under the lock we hold (Pod.move without its imports), and
         # under the apps lock: a `rkt app` command that saw the pod running finishes first
         try:
@@ -651,15 +658,12 @@ def _echo(fd: int, data: bytes) -> bool:
 
 def parse_args(argv: list[str]) -> dict:
     """A hand-rolled parser: argparse alone would add a megabyte to every pod."""
-    opts = {"data_dir": None, "config_dir": None, "uuid": None, "lock_fd": None,
-            "foreground": False, "helper": None}
+    opts = {"data_dir": None, "config_dir": None, "uuid": None, "lock_fd": None}
     it = iter(argv)
     for a in it:
         key, eq, val = a.partition("=")
         name = key.lstrip("-").replace("-", "_")
-        if name == "foreground":
-            opts["foreground"] = True
-        elif name in opts:
+        if name in opts:
             opts[name] = val if eq else next(it, None)
         else:
             raise SystemExit(f"rkt monitor: unknown argument {a!r}")
@@ -674,13 +678,21 @@ def main(argv: list[str] | None = None) -> int:
     lock_fd = int(o["lock_fd"])
     os.set_inheritable(lock_fd, False)  # apps must never hold the pod's lock
     try:
-        helper = Helper.adopt(o["helper"], lock_fd) if o["helper"] else None
         mon = Monitor(os.path.abspath(o["data_dir"]), os.path.abspath(o["config_dir"]),
-                      o["uuid"], lock_fd, o["foreground"], helper)
+                      o["uuid"], lock_fd, False)
     except (OSError, ValueError) as e:
         print(f"rkt monitor: pod {o['uuid']}: {e}", file=sys.stderr)
         return 1
     return mon.run()
+
+
+def run_foreground(data_dir: str, config_dir: str, uuid: str, lock_fd: int) -> int:
+    """Be the monitor of a pod in `run` whose lock `lock_fd` holds, in this process, with the
+    user's stdio; returns the pod's exit code once it has exited and been cleaned up."""
+    os.set_inheritable(lock_fd, False)
+    data_dir, config_dir = os.path.abspath(data_dir), os.path.abspath(config_dir)
+    return Monitor(data_dir, config_dir, uuid, lock_fd, True,
+                   InlineHelper(data_dir, config_dir, uuid)).run()
 
 
 if __name__ == "__main__":

@@ -541,6 +541,29 @@ def test_ctrl_c_stops_at_once_with_term(r, flavor):
     assert_nothing_left(r, [uuid])
 
 
+@pytest.mark.parametrize("force", [False, True])
+def test_stop_of_a_foreground_pod(r, force):
+    """`rkt stop` from another process finds a foreground `rkt run` (its pod's monitor by pid
+    and start time, as its command line does not name the pod) and stops it."""
+    p = subprocess.Popen(r.argv("run", "--uuid-file-save", str(r.data / "u"), IMAGE,
+                                "--exec", "/bin/sleep", "--", "600"),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: (r.data / "u").exists() and
+                 status(r, (r.data / "u").read_text().strip())["apps"][0]["state"] == "running",
+                 60, "the app running")
+        uuid = (r.data / "u").read_text().strip()
+        assert status(r, uuid)["pid"] == p.pid  # the rkt process is the monitor
+        r("stop", *(["--force"] if force else []), uuid, timeout=60)
+        assert p.wait(30) == (137 if force else 143)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert status(r, uuid)["state"] == "exited"
+    r("rm", uuid)
+    assert_nothing_left(r, [uuid])
+
+
 def test_second_ctrl_c_kills(r):
     rc, err, took, uuid = _run_and_interrupt(
         r, IMAGE, *sh("trap '' TERM INT; while :; do sleep 0.1; done"), twice=True)

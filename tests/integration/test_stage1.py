@@ -6,6 +6,7 @@ import glob
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -74,9 +75,14 @@ def start_pod(paths: Paths, apps: list[App], foreground: bool = False, **kw) -> 
     pod.move(RUN)
     fd = lock.inheritable()
     out = subprocess.PIPE if foreground else subprocess.DEVNULL
-    proc = subprocess.Popen(control.monitor_argv(paths, pod.uuid, fd, foreground), pass_fds=(fd,),
-                            stdout=out, stderr=out, stdin=subprocess.DEVNULL,
-                            start_new_session=True)
+    if foreground:  # as a foreground `rkt run`: the process itself becomes the monitor
+        argv = [sys.executable, "-c", "import sys; from rktnetes.supervise.monitor import "
+                "run_foreground as r; sys.exit(r(*sys.argv[1:4], int(sys.argv[4])))",
+                str(paths.data), str(paths.config), pod.uuid, str(fd)]
+    else:
+        argv = control.monitor_argv(paths, pod.uuid, fd)
+    proc = subprocess.Popen(argv, pass_fds=(fd,), stdout=out, stderr=out,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
     lock.close()  # the monitor holds it now
     assert control.wait_ready(pod, 30), "the pod never became ready"
     return Running(paths, pod, proc)
