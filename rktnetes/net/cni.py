@@ -38,6 +38,7 @@ _GONE_WORDS = ("not found", "no such", "does not exist", "doesn't exist", "not e
 
 @dataclass
 class Interface:
+    """An interface a plugin reports (CNI result `interfaces`)."""
     name: str
     mac: str = ""
     sandbox: str = ""              # netns path for interfaces inside the pod, "" on the host
@@ -45,6 +46,7 @@ class Interface:
 
 @dataclass
 class IPConfig:
+    """An address a plugin assigned (CNI result `ips`)."""
     address: str                   # CIDR, e.g. "10.88.0.2/24"
     gateway: str = ""
     interface: int | None = None   # index into CNIResult.interfaces
@@ -60,12 +62,14 @@ class IPConfig:
 
 @dataclass
 class Route:
+    """A route a plugin set up (CNI result `routes`)."""
     dst: str
     gw: str = ""
 
 
 @dataclass
 class DNS:
+    """DNS settings a plugin reports (CNI result `dns`)."""
     nameservers: list[str] = field(default_factory=list)
     domain: str = ""
     search: list[str] = field(default_factory=list)
@@ -80,6 +84,7 @@ class DNS:
 
 @dataclass
 class CNIResult:
+    """A plugin's result, as the CNI spec defines it."""
     cni_version: str = ""
     interfaces: list[Interface] = field(default_factory=list)
     ips: list[IPConfig] = field(default_factory=list)

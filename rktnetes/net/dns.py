@@ -20,6 +20,7 @@ HOST_HOSTS = Path("/etc/hosts")
 
 @dataclass
 class ResolvConf:
+    """What goes into a pod's /etc/resolv.conf."""
     nameservers: list[str] = field(default_factory=list)
     search: list[str] = field(default_factory=list)
     options: list[str] = field(default_factory=list)

@@ -77,7 +77,7 @@ def create(path: Path) -> None:
     # unshares its network namespace, bind-mounts it at `path` (same mount namespace as ours,
     # so the mount is visible here) and brings `lo` up with an ioctl in it, then exits; the
     # bind mount keeps the namespace alive. Errors come back through a pipe as "errno text".
-    import fcntl, socket, struct  # noqa: E401,F401 - loopback_up's, loaded before the fork
+    import _socket, fcntl, struct  # noqa: E401,F401 - loopback_up's, loaded before the fork
     from rktnetes.stage1 import sys as lsys
 
     r, w = os.pipe()

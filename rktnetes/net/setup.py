@@ -18,10 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
-import logging
 import re
-import socket
 import subprocess
 from pathlib import Path
 from typing import Any, Iterator
@@ -38,7 +35,11 @@ from .flags import check_net_requests
 from .status import CNI, HOST, NONE, Attachment, NetworkStatus, save_status
 from .sweep import sweep_rules
 
-log = logging.getLogger(__name__)
+
+def _log():
+    import logging  # only when there is something to say: it costs milliseconds per pod
+
+    return logging.getLogger(__name__)
 
 NET_DIR = "net"                     # inside the pod directory
 PORT_CAPABILITY = "portMappings"
@@ -98,7 +99,7 @@ def setup_networks(paths: Paths, pod_dir: Path, uuid: str, requests: list[Networ
         if not errs:
             netns.remove(ns_path)
         for err in errs:
-            log.warning("cleanup after failed network setup: %s", err)
+            _log().warning("cleanup after failed network setup: %s", err)
         if isinstance(e, NetworkError) and errs:
             raise NetworkError(f"{e} (and cleanup failed: {errs[0]})") from None
         raise
@@ -237,6 +238,8 @@ def teardown_attachment(pod_dir: Path, conf: str) -> None:
 def _first_use_lock(cfg: NetworkConfig, rt: cni.RuntimeConf) -> Iterator[None]:
     kind = "+".join(sorted({str(p.get("type")) for p in cfg.plugins}) +
                     sorted(k for k, v in rt.capability_args.items() if v))
+    import hashlib
+
     marker = CNI_WARM_DIR / hashlib.sha256(kind.encode()).hexdigest()[:16]
     if marker.exists():
         yield
@@ -278,6 +281,10 @@ def port_mappings(ports: list[PortForward]) -> list[dict[str, Any]]:
 def check_host_ports(ports: list[PortForward]) -> None:
     """Fail before any ADD when a host port is taken: by a listening socket (try bind()), or by
     another pod's forward (a portmap DNAT rule, which holds no socket)."""
+    if not ports:
+        return
+    import socket  # here: most pods forward no port, and it costs milliseconds to import
+
     for p in ports:
         fam = socket.AF_INET6 if ":" in p.host_ip else socket.AF_INET
         kind = socket.SOCK_DGRAM if p.protocol == "udp" else socket.SOCK_STREAM

@@ -19,6 +19,7 @@ HOST, NONE, CNI = "host", "none", "cni"
 
 @dataclass
 class Attachment:
+    """The pod's attachment to one CNI network: interface and addresses."""
     network: str
     ifname: str
     ips: list[str] = field(default_factory=list)      # CIDRs on the pod's interface
@@ -49,6 +50,7 @@ class Attachment:
 
 @dataclass
 class NetworkStatus:
+    """The pod's networking: its mode, netns and attachments."""
     mode: str                      # "host" | "none" | "cni"
     netns: str = ""                # the namespace's path; "" for host (join nothing)
     networks: list[Attachment] = field(default_factory=list)

@@ -9,12 +9,15 @@ pod's ID is deleted, and so is each per-pod chain it jumped to once nothing else
 
 from __future__ import annotations
 
-import logging
 import re
 import shlex
 import subprocess
 
-log = logging.getLogger(__name__)
+
+def _log():
+    import logging  # only when there is something to say: it costs milliseconds per pod
+
+    return logging.getLogger(__name__)
 
 TABLES = ("nat", "filter", "mangle")
 # Chains the plugins create once per host and share between pods: never ours to delete.
@@ -55,5 +58,5 @@ def sweep_rules(network: str, container_id: str) -> list[str]:
             if _iptables("-t", table, "-X", chain).returncode == 0:
                 removed.append(f"{table}: chain {chain}")
     for r in removed:
-        log.info("removed leftover rule of %s on %s: %s", container_id, network, r)
+        _log().info("removed leftover rule of %s on %s: %s", container_id, network, r)
     return removed

@@ -13,8 +13,8 @@ mounted hierarchy.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
+import select
 import signal
 import time
 from pathlib import Path
@@ -25,7 +25,11 @@ from rktnetes.errors import PodError
 from . import resources
 from .store import Pod
 
-log = logging.getLogger(__name__)
+
+def _log():
+    import logging  # only when there is something to say: it costs milliseconds per pod
+
+    return logging.getLogger(__name__)
 
 
 def _abs(pod: Pod, p: str) -> str:
@@ -36,8 +40,28 @@ def kill_process(pid: int, starttime: int, timeout: float = 5.0) -> None:
     """SIGKILL `pid` if it is still the process that was journaled; wait until it is gone."""
     from rktnetes.stage1.sys import starttime as st
 
-    if not pid or st(pid) != starttime:
+    if not pid:
         return
+    try:  # a pidfd pins the process: no pid reuse between the check and the kill
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    except OSError:
+        pidfd = -1  # no pidfds (Linux < 5.3): signal by pid and poll below
+    try:
+        if st(pid) != starttime:
+            return
+        if pidfd >= 0:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            # readable once it has exited: no sleeping in steps
+            select.select([pidfd], [], [], timeout)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)  # our own child (the monitor's infra): reaped
+            return
+    finally:
+        if pidfd >= 0:
+            os.close(pidfd)
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + timeout
@@ -121,7 +145,7 @@ def cleanup_from_journal(paths: Paths, pod: Pod) -> list[str]:
         if not lsys.mounts_under(str(p)):
             attempt(f"remove {p}", rmtree, p)
     for p in problems:
-        log.warning("pod %s: %s", pod.uuid, p)
+        _log().warning("pod %s: %s", pod.uuid, p)
     return problems
 
 

@@ -5,7 +5,10 @@ process that created the resource was killed halfway: undoing something that was
 never created must be harmless (each undo tolerates "not there").
 
 One JSON line per entry in `resources.jsonl`, appended with O_APPEND (an entry is one write, so a
-crash leaves whole lines; a torn last line is ignored). Kinds in use:
+crash leaves whole lines; a torn last line is ignored). Not fsync'd: a process crash loses no
+written line, and what a crash of the machine could lose describes mostly kernel objects
+(mounts, namespaces, processes, cgroups) that the crash destroyed too, while an fsync per
+entry would put the disk's flush latency into every pod's start several times. Kinds in use:
   mount      {"path"}                       an overlay/bind/tmpfs mount point
   cgroup     {"path"}                       a cgroup directory (v1 controller path or v2 path)
   runc       {"id", "root"}                 an OCI runtime container (runc --root ROOT ... ID)
@@ -27,6 +30,7 @@ from typing import Any
 
 @dataclass
 class Resource:
+    """One journal entry: a resource of the pod, recorded before it was created."""
     kind: str
     data: dict[str, Any] = field(default_factory=dict)
     app: str = ""          # the app it belongs to, "" for pod-wide resources
@@ -38,7 +42,6 @@ def record(pod_dir: Path, kind: str, app: str = "", **data: Any) -> Resource:
     fd = os.open(pod_dir / "resources.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, line.encode())
-        os.fsync(fd)
     finally:
         os.close(fd)
     return res

@@ -23,6 +23,7 @@ from rktnetes.pod.store import Pod
 
 @dataclass
 class PodContext:
+    """What a stage1 call knows about its pod."""
     paths: Paths
     pod: Pod
     manifest: PodManifest

@@ -40,6 +40,7 @@ CPU_PERIOD = 100_000
 
 @dataclass(frozen=True)
 class BindMount:
+    """A host path bind-mounted into an app."""
     target: str
     source: str
     readonly: bool = False

@@ -17,6 +17,7 @@ from . import sys as lsys
 
 @dataclass(frozen=True)
 class Overlay:
+    """An app's rootfs: an overlay mount over the image's cached layers."""
     lowers: list[str]      # top layer first
     upper: str
     work: str

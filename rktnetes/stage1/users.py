@@ -10,6 +10,7 @@ from rktnetes.errors import Stage1Error
 
 @dataclass(frozen=True)
 class Identity:
+    """The uid, gid and groups an app runs as."""
     uid: int
     gid: int
     additional_gids: list[int] = field(default_factory=list)
