@@ -6,7 +6,8 @@
 Measures (medians over N runs): `rkt run --net=none IMAGE true` (the whole CLI: prepare, run,
 monitor, runc, cleanup), bare `runc run` of an equivalent bundle (rootfs extracted, no seccomp
 or cgroup limits of ours), and `podman run --rm --network=none` (cgroupfs manager, private
-storage). Prints the ratios, then the VmRSS of the monitors of `--pods` detached sleeping pods.
+storage). Prints the ratios, then the VmRSS of the monitors of `--pods` detached sleeping pods,
+and that of a foreground `rkt run` (which is its pod's monitor itself).
 Everything it creates lives in a temporary directory it removes; pods are stopped and removed.
 """
 
@@ -113,11 +114,42 @@ class Bench:
             if kids:
                 raise RuntimeError(f"pod {u}: the monitor still has a helper ({kids})")
         self.sh(self.rkt + ["stop", "--force", *uuids])
+        self.wait_gone(uuids)
+        return rss
+
+    def foreground_rss(self) -> int:
+        """VmRSS of a foreground `rkt run` process once its pod runs (it is the monitor)."""
+        f = self.tmp / "uuid-fg"
+        proc = subprocess.Popen(self.rkt + ["run", "--net=none", f"--uuid-file-save={f}", IMAGE,
+                                            "--exec", "/bin/sleep", "--", "600"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                try:
+                    u = f.read_text().strip()
+                    st = json.loads((self.tmp / "data/pods/run" / u / "state.json").read_text())
+                    if st.get("ready"):
+                        break
+                except (OSError, ValueError):
+                    pass
+                time.sleep(0.05)
+            else:
+                raise RuntimeError("the foreground pod never became ready")
+            with open(f"/proc/{proc.pid}/status") as s:
+                kb = next(int(x.split()[1]) for x in s if x.startswith("VmRSS:"))
+            self.sh(self.rkt + ["stop", "--force", u])
+            proc.wait(30)
+            return kb
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+
+    def wait_gone(self, uuids: list[str]) -> None:
         for u in uuids:
             deadline = time.monotonic() + 30
             while (self.tmp / "data/pods/run" / u).exists() and time.monotonic() < deadline:
                 time.sleep(0.05)
-        return rss
 
     def cleanup(self) -> None:
         subprocess.run(self.rkt + ["gc", "--grace-period=0s"], capture_output=True)
@@ -154,6 +186,7 @@ def main() -> int:
         rss = b.monitor_rss(a.pods)
         print(f"monitor VmRSS over {len(rss)} running pods: median {statistics.median(rss)} kB, "
               f"max {max(rss)} kB (steady state: no stage1 helper left)")
+        print(f"foreground `rkt run` (its pod's monitor) VmRSS: {b.foreground_rss()} kB")
     finally:
         b.cleanup()
         shutil.rmtree(tmp, ignore_errors=True)
