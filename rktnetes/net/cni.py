@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
 
 from rktnetes.errors import NetworkError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs milliseconds on every pod's start
+    from typing import Any, Callable
 
 DEFAULT_PLUGIN_DIRS = ("/usr/lib/cni", "/opt/cni/bin")
 # An override (colon-separated) searched before the defaults, as CNI_PATH is for other runtimes.
@@ -193,6 +195,8 @@ def exec_plugin(command: str, conf: dict[str, Any], rt: RuntimeConf, dirs: list[
     }
     if rt.args:
         env["CNI_ARGS"] = _cni_args(rt.args)
+    import subprocess  # here: pods without CNI networks never load it
+
     try:
         p = subprocess.run([str(binary)], input=json.dumps(conf).encode(), env=env,
                            capture_output=True, timeout=PLUGIN_TIMEOUT)

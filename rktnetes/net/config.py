@@ -12,11 +12,14 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from rktnetes.errors import NetworkError
 
 from .flags import NAME_RE
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs milliseconds on every pod's start
+    from typing import Any
 
 DEFAULT_NETWORK = "default"
 RESERVED = ("host", "none")          # not CNI networks: the host's namespace, loopback only

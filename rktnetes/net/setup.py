@@ -19,9 +19,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import re
-import subprocess
 from pathlib import Path
-from typing import Any, Iterator
 
 from rktnetes import fsutil
 from rktnetes.config import Paths
@@ -35,11 +33,16 @@ from .flags import check_net_requests
 from .status import CNI, HOST, NONE, Attachment, NetworkStatus, save_status
 from .sweep import sweep_rules
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs milliseconds on every pod's start
+    from typing import Any, Iterator
+
 
 def _log():
     import logging  # only when there is something to say: it costs milliseconds per pod
 
     return logging.getLogger(__name__)
+
 
 NET_DIR = "net"                     # inside the pod directory
 PORT_CAPABILITY = "portMappings"
@@ -316,6 +319,8 @@ _DNAT_RULE = re.compile(r"^-A CNI-HOSTPORT-DNAT .*-p (\w+) .*--dports ([\d,:]+)"
 def _forwarded_ports() -> set[tuple[str, int]]:
     """(proto, port) of every portmap forward on this host, from its top-level DNAT chain."""
     try:
+        import subprocess  # only for a pod that forwards ports
+
         p = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True)
     except OSError:
         return set()

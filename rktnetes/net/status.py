@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 from rktnetes.fsutil import atomic_write_json, read_json
 
 from .cni import DNS, CNIResult
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs milliseconds on every pod's start
+    from typing import Any
 
 STATUS_FILE = "networks.json"
 SCHEMA_VERSION = 1

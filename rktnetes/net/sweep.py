@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import re
 import shlex
-import subprocess
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import subprocess
 
 
 def _log():
     import logging  # only when there is something to say: it costs milliseconds per pod
 
     return logging.getLogger(__name__)
+
 
 TABLES = ("nat", "filter", "mangle")
 # Chains the plugins create once per host and share between pods: never ours to delete.
@@ -26,6 +30,8 @@ _JUMP = re.compile(r"\s-j\s+(CNI-\S+)")
 
 
 def _iptables(*args: str) -> subprocess.CompletedProcess:
+    import subprocess  # loaded only by pods on CNI networks
+
     return subprocess.run(["iptables", "-w", *args], capture_output=True, text=True)
 
 
@@ -35,6 +41,8 @@ def sweep_rules(network: str, container_id: str) -> list[str]:
     removed: list[str] = []
     # as iptables-save quotes it inside the comment (bridge: `name: ...`, portmap: `dnat name:`)
     tag = f'name: \\"{network}\\" id: \\"{container_id}\\"'
+    import subprocess
+
     for table in TABLES:
         p = subprocess.run(["iptables-save", "-t", table], capture_output=True, text=True)
         if p.returncode != 0:

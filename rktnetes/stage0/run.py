@@ -11,7 +11,6 @@ the pod started.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -21,6 +20,10 @@ from rktnetes.errors import PodError
 from rktnetes.pod import state as st
 from rktnetes.pod.store import EXITED_GARBAGE, GARBAGE, PREPARED, RUN, Pod, PodLock
 from rktnetes.supervise.control import monitor_argv
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import subprocess
 
 START_TIMEOUT = 120.0
 
@@ -66,6 +69,8 @@ def start(paths: Paths, pod: Pod, lock: PodLock, detach: bool, interactive: bool
 
 
 def spawn_detached(paths: Paths, pod: Pod, lock: PodLock) -> int:
+    import subprocess  # here: a foreground run never needs it, and it costs milliseconds
+
     fd = lock.inheritable()
     log_path = pod.path / "monitor.log"
     with open(os.devnull, "rb") as devnull, open(log_path, "ab") as logf:

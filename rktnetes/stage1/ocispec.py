@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from rktnetes.errors import Stage1Error
-from rktnetes.image.manifest import ImageConfig
+from rktnetes.image.config import ImageConfig
 from rktnetes.pod.manifest import App
 
 from . import seccomp

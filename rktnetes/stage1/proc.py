@@ -14,8 +14,10 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing and dataclasses are heavy for the monitor, which imports this
     from collections.abc import Callable
 
-_DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGCHLD, signal.SIGTERM, signal.SIGINT,
-                    signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+# What a program expects to find at their defaults; Python itself ignores SIGPIPE and SIGXFSZ,
+# and an exec keeps an ignored disposition.
+_DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD, signal.SIGTERM,
+                    signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 
 
 class Completed:

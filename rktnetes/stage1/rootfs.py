@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rktnetes.errors import Stage1Error
-from rktnetes.image.manifest import ImageConfig
+from rktnetes.image.config import ImageConfig
 from rktnetes.store import ImageRecord, Store
 
 from . import sys as lsys

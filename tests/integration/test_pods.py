@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import time
 
@@ -147,6 +148,16 @@ def test_memory_limit_oomkilled(r):
     a = app_status(r, uuid)
     assert a["reason"] == "OOMKilled", a
     assert "OOMKilled" in r("status", uuid).stdout
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_apps_get_default_signal_dispositions(r, flavor):
+    """Python ignores SIGPIPE and SIGXFSZ, and exec keeps ignored dispositions: an app must
+    not inherit them (`yes | head -1` must end `yes` by SIGPIPE)."""
+    res = r("run", f"--stage1={flavor}", IMAGE, *sh("grep SigIgn /proc/self/status"))
+    ignored = int(res.stdout.split()[-1], 16)
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+        assert not ignored & (1 << (sig - 1)), (sig, res.stdout)
 
 
 def test_cpu_limit_accepted(r):
@@ -512,8 +523,6 @@ def test_network_setup_failure_exits_1(r):
 
 
 def _run_and_interrupt(r, *args: str, twice: bool = False):
-    import signal
-
     p = subprocess.Popen(r.argv("run", "--uuid-file-save", str(r.data / "u"), *args),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          start_new_session=True)

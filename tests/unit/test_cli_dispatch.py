@@ -99,6 +99,22 @@ def test_hot_path_imports_stay_light():
     assert r.stdout.strip() == "[]"
 
 
+def test_pod_setup_imports_stay_light():
+    """What a foreground `rkt run --net=none` loads once it is its pod's monitor: the stage1
+    calls' modules, but none of what only CNI networks, port forwards or warnings need."""
+    r = _python(
+        "import sys\n"
+        "import rktnetes.stage0.run, rktnetes.supervise.monitor\n"
+        "from rktnetes.supervise import actions\n"
+        "actions.preload()\n"
+        "import rktnetes.pod.cleanup, rktnetes.stage1.default\n"
+        "heavy = {'logging', 'typing', 'subprocess', 'socket', 'hashlib', 'tomllib',\n"
+        "         'rktnetes.image.manifest'}\n"
+        "print(sorted(heavy & set(sys.modules)))\n")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
+
+
 def test_logging_configured_when_first_imported():
     r = _python(
         "import sys\n"
