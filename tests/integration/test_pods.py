@@ -160,6 +160,19 @@ def test_apps_get_default_signal_dispositions(r, flavor):
         assert not ignored & (1 << (sig - 1)), (sig, res.stdout)
 
 
+def test_interactive_stdin_and_tty(r):
+    """--interactive: the app reads rkt's stdin; on a terminal it gets one (a pty from
+    script(1) stands in for the user's), and its exit code is rkt's."""
+    res = r("run", "--interactive", IMAGE, *sh("tr a-z A-Z; exit 4"), input="hello\n",
+            check=False)
+    assert (res.returncode, res.stdout.strip()) == (4, "HELLO"), res
+    cmd = " ".join(r.argv("run", "--interactive", IMAGE, "--exec", "/bin/sh", "--", "-c",
+                          "'test -t 0 && echo IS-A-TTY; exit 6'"))
+    p = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 6 and "IS-A-TTY" in p.stdout, (p.returncode, p.stdout, p.stderr)
+
+
 def test_cpu_limit_accepted(r):
     assert r("run", IMAGE, "--cpu=250m", *sh("true"), check=False).returncode == 0
 
