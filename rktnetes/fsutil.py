@@ -53,7 +53,7 @@ def atomic_write_json(path: Path, obj: Any, mkdir: bool = True) -> None:
                        mkdir=mkdir)
 
 
-def read_json(path: Path) -> Any:
+def read_json(path: str | Path) -> Any:
     with open(path, "rb") as f:
         return json.load(f)
 

@@ -105,13 +105,23 @@ class Pod:
     uuid: str
     state: str
 
+    def _where(self) -> tuple[str, Path, str]:
+        """(state, directory, directory as a string), memoized while the state stays (listing
+        1,000 pods asks for it several times each)."""
+        cached = self.__dict__.get("_memo")
+        if cached is None or cached[0] != self.state:
+            path = self.root / self.state / self.uuid
+            cached = self.__dict__["_memo"] = (self.state, path, str(path))
+        return cached
+
     @property
     def path(self) -> Path:
-        # memoized while the state stays (listing 1,000 pods asks for it several times each)
-        cached = self.__dict__.get("_path")
-        if cached is None or cached[0] != self.state:
-            cached = self.__dict__["_path"] = (self.state, self.root / self.state / self.uuid)
-        return cached[1]
+        return self._where()[1]
+
+    def _file(self, *parts: str) -> str:
+        """A file in the pod directory, as a string: the readers below run thousands of times
+        in a listing, where building Path objects costs more than reading the files."""
+        return os.path.join(self._where()[2], *parts)
 
     def refresh(self) -> "Pod":
         """Find the pod again (another process may have moved it)."""
@@ -162,7 +172,7 @@ class Pod:
     # -- files inside the pod ---------------------------------------------------------------
 
     def manifest(self) -> PodManifest:
-        return PodManifest.from_json(read_json(self.path / "pod.json"))
+        return PodManifest.from_json(read_json(self._file("pod.json")))
 
     def save_manifest(self, m: PodManifest) -> None:
         atomic_write_json(self.path / "pod.json", m.to_json())
@@ -172,7 +182,7 @@ class Pod:
 
     def app_state(self, name: str) -> AppState:
         try:
-            return AppState.from_json(read_json(self.app_dir(name) / "state.json"))
+            return AppState.from_json(read_json(self._file("apps", name, "state.json")))
         except FileNotFoundError:
             return AppState(name=name)
 
@@ -186,7 +196,7 @@ class Pod:
     def pod_state(self) -> dict:
         """Pod-wide runtime facts the monitor writes: pid, started/finished times, networks."""
         try:
-            return read_json(self.path / "state.json")
+            return read_json(self._file("state.json"))
         except FileNotFoundError:
             return {}
 
