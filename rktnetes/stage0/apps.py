@@ -28,7 +28,7 @@ import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 from rktnetes.config import Paths
 from rktnetes.errors import NotFoundError, PodError, RktError, UsageError

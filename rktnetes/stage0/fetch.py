@@ -23,6 +23,10 @@ from rktnetes.store.blobs import BlobStore
 
 from .options import PULL_POLICIES
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from rktnetes.image.registry import RegistryClient
+
 # What only a real fetch needs (manifests, progress, tempfile) is imported where it is used:
 # `rkt run` of a stored image comes here only to find it in the store.
 

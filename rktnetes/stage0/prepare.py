@@ -326,7 +326,7 @@ def build_manifest(paths: Paths, o: PodOptions, flags: list[AppFlags]) -> PodMan
         env_files.append(files)
     # Check pure app flags before any fetch, so a typo never costs a download.
     for f, files in zip(flags, env_files):
-        _dry = build_app("x", "", f.image, _EMPTY_CFG, _with_exec(f), files)
+        build_app("x", "", f.image, _EMPTY_CFG, _with_exec(f), files)  # raises UsageError
     store = Store(paths.store)
     apps = []
     exposed: list[str] = []
