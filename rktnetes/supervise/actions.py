@@ -21,12 +21,19 @@ from rktnetes.stage1.base import PodContext
 _PRELOAD = ("rktnetes.net", "rktnetes.net.setup", "rktnetes.net.dns", "rktnetes.net.status",
             "rktnetes.pod.cleanup", "rktnetes.fsutil", "rktnetes.store",
             "rktnetes.stage1.ocispec", "rktnetes.stage1.podfiles", "rktnetes.stage1.rootfs",
-            "rktnetes.stage1.users", *FLAVORS.values())
+            "rktnetes.stage1.users")
 
 
-def preload() -> None:
+def preload(flavor: str | None = None) -> None:
+    """Import what the calls need: for every flavor, or for the one named (Stage1Error if it
+    is unknown)."""
     for name in _PRELOAD:
         importlib.import_module(name)
+    if flavor is None:
+        for name in FLAVORS.values():
+            importlib.import_module(name)
+    else:
+        get_stage1(flavor)
 
 
 def _ctx(data: str, config: str, uuid: str, state: dict):

@@ -16,11 +16,16 @@ subreaper, which reaps it. Each call carries the pod's lock descriptor, which th
 for the call, as the monitor's forked children always did: a pod whose monitor was killed stays
 locked until a call in flight ends, so cleanup never races it. An idle helper holds nothing.
 
+A foreground `rkt run` is its pod's monitor and has loaded most of those modules anyway: its
+calls run in children forked from it directly (LocalHelper), with the same guarantees as a
+worker's, and no helper in between.
+
 Light on purpose: the monitor imports this module (`_socket`, not `socket`, saves it ~0.5 MB).
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -92,14 +97,7 @@ class Helper:
 def _serve(sock, data_dir: str, config_dir: str, uuid: str) -> None:
     code = 0
     try:
-        # signals (^C at the terminal reaches the whole process group) are the monitor's to
-        # handle; caught, not ignored, so that exec resets them for what workers start
-        signal.set_wakeup_fd(-1)
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, _noop)
-        # nothing of the monitor's (or stage0's) but stdio: no pipe ends, no locks
-        os.closerange(3, sock.fileno())
-        os.closerange(sock.fileno() + 1, os.sysconf("SC_OPEN_MAX"))
+        _detach_from_monitor({sock.fileno()})
         try:
             from rktnetes.supervise import actions
 
@@ -150,35 +148,86 @@ def _fork_worker(sock, req: dict, fds: list[int], data_dir: str, config_dir: str
 def run_action(name: str, state: dict, args: list, data_dir: str, config_dir: str,
                uuid: str) -> dict:
     """Run rktnetes.supervise.actions.<name>: {"ok": result} or {"error": "one line"}."""
-    from rktnetes.errors import RktError
-    from rktnetes.supervise import actions
-
     try:
-        return {"ok": getattr(actions, name)(data_dir, config_dir, uuid, state, *args)}
-    except RktError as e:
-        return {"error": str(e)}
-    except BaseException as e:  # noqa: BLE001 - reported: never past a fork, nor into the loop
+        from rktnetes.errors import RktError
+        from rktnetes.supervise import actions
+
+        try:
+            return {"ok": getattr(actions, name)(data_dir, config_dir, uuid, state, *args)}
+        except RktError as e:
+            return {"error": str(e)}
+    except BaseException as e:  # noqa: BLE001 - reported, never raised past a fork
         return {"error": f"{e.__class__.__name__}: {e}"}
 
 
-class InlineHelper:
-    """The calls run in the calling process itself: a foreground `rkt run` is its pod's monitor
-    (as rkt's stage0 execs its stage1) and has most of the stage1's modules loaded already, so
-    a helper and its workers would only add forks. Arguments and results still go through
-    JSON, so a call sees exactly what a worker's would."""
+def _detach_from_monitor(keep: set[int]) -> None:
+    """In a forked child of the monitor: its signals are the monitor's to handle (^C at the
+    terminal reaches the whole process group); caught, not ignored, so that exec resets them
+    for what the child starts. Of its descriptors, only stdio and `keep` stay open: no pipe
+    ends or locks of the monitor's, nothing the user's shell left open for `rkt`."""
+    signal.set_wakeup_fd(-1)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _noop)
+    low = 3
+    for fd in sorted(fd for fd in keep if fd >= 3):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, os.sysconf("SC_OPEN_MAX"))
 
-    pid = -1        # never a child the monitor reaps
+
+class LocalHelper:
+    """The calls of a monitor that is a foreground `rkt run`, each in a child forked from it.
+
+    The child is a worker as the helper's are: it holds the pod's lock (its copy of our
+    descriptor) for the whole call, so a `kill -9` of `rkt run` never frees the pod while a
+    CNI plugin or runc it started is still at work; it keeps only stdio and the call's
+    descriptors; it exits right after the call, so what it started is reparented to the
+    monitor, the subreaper. The modules the calls need are loaded here, once, before the first
+    fork, so no child imports them again."""
+
+    pid = -1        # never a child the monitor's reaping loop collects
     reaped = False
 
-    def __init__(self, data_dir: str, config_dir: str, uuid: str):
+    def __init__(self, data_dir: str, config_dir: str, uuid: str, lock_fd: int, flavor: str):
         self.data_dir, self.config_dir, self.uuid = data_dir, config_dir, uuid
+        self.lock_fd, self.flavor = lock_fd, flavor
+        self.loaded = False
 
     def call(self, name: str, state: dict, args: list, fds: tuple[int, ...] = ()):
-        req = json.loads(json.dumps({"state": state, "args": args}))
-        res = json.loads(json.dumps(run_action(name, req["state"], [*req["args"], *fds],
-                                               self.data_dir, self.config_dir, self.uuid)))
+        if not self.loaded:
+            try:
+                from rktnetes.supervise import actions
+
+                actions.preload(self.flavor)
+            except Exception as e:  # noqa: BLE001 - the call fails with it, in one line
+                raise HelperError(f"stage1 {name}: {e}") from None
+            self.loaded = True
+        r, w = os.pipe2(os.O_CLOEXEC)
+        pid = os.fork()
+        if pid == 0:  # never returns
+            code = 1
+            try:
+                gc.disable()  # a collection would touch, and so copy, every page of ours
+                _detach_from_monitor({self.lock_fd, w, *fds})
+                data = json.dumps(run_action(name, state, [*args, *fds], self.data_dir,
+                                             self.config_dir, self.uuid)).encode()
+                while data:
+                    data = data[os.write(w, data):]
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(w)
+        chunks = []
+        with os.fdopen(r, "rb") as f:
+            while chunk := f.read(65536):
+                chunks.append(chunk)
+        _, status = os.waitpid(pid, 0)
+        try:
+            res = json.loads(b"".join(chunks)) if status == 0 else {}
+        except ValueError:
+            res = {}
         if "ok" not in res:
-            raise HelperError(res.get("error") or f"stage1 {name}: failed")
+            raise HelperError(res.get("error") or f"stage1 {name}: its worker died")
         return res["ok"]
 
     def close(self) -> None:

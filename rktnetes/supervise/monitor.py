@@ -5,8 +5,8 @@
 Spawned by stage0 for a detached pod (see `control.monitor_argv`) once the pod is in `run`, with
 the pod's locked directory fd inherited: the monitor holds the pod's lock for its whole life.
 A foreground `rkt run` runs it in its own process instead (`run_foreground`), as rkt's stage0
-execs its stage1: its stdio are the user's, and the stage1 calls run in that process, whose
-modules are already loaded. It is the child
+execs its stage1: its stdio are the user's, and the stage1 calls run in children forked from
+that process, whose modules are already loaded (helper.LocalHelper). The monitor is the child
 subreaper of everything it starts, so containers' inits (orphaned by `runc run --detach`)
 become its children and their exit status comes to it.
 
@@ -38,7 +38,7 @@ from rktnetes.stage1 import sys as lsys
 from rktnetes.stage1.proc import exit_code
 
 from .helper import IDLE as HELPER_IDLE
-from .helper import Helper, HelperError, HelperGone, InlineHelper
+from .helper import Helper, HelperError, HelperGone, LocalHelper
 
 DEFAULT_STOP_TIMEOUT = 10.0
 START_ERROR_CODE = 128          # what Kubernetes reports for a container that never started
@@ -117,7 +117,7 @@ class AppRun:
 
 class Monitor:
     def __init__(self, data_dir: str, config_dir: str, uuid: str, lock_fd: int,
-                 foreground: bool, helper: Helper | InlineHelper | None = None):
+                 foreground: bool):
         self.data_dir, self.config_dir, self.uuid = data_dir, config_dir, uuid
         self.pods = os.path.join(data_dir, "pods")
         self.dir = os.path.join(self.pods, "run", uuid)
@@ -137,8 +137,12 @@ class Monitor:
             self.pod_state = {}
         self.wake_r = -1
         self.reconcile_at = 0.0     # >0: a SIGHUP is pending, the apps lock was busy
-        self.helper = helper        # InlineHelper (kept for good), or a Helper forked on demand
-        self.inline = isinstance(helper, InlineHelper)
+        # In the foreground (we are `rkt run` itself) calls fork from us directly; detached,
+        # they go through a helper forked on demand and let go when idle.
+        self.local = foreground
+        self.helper: Helper | LocalHelper | None = LocalHelper(
+            data_dir, config_dir, uuid, lock_fd, self.manifest.get("stage1") or "default") \
+            if foreground else None
         self.helper_idle_at = time.monotonic() + HELPER_IDLE  # let it go then, if no call came
 
     # -- files ---------------------------------------------------------------------------------
@@ -159,9 +163,9 @@ class Monitor:
     # -- stage1 calls, through the helper ---------------------------------------------------------
 
     def action(self, name: str, *args, fds: tuple[int, ...] = ()):
-        """Run rktnetes.supervise.actions.<name>(...) in a worker of the stage1 helper and return
-        its JSON result: the heavy modules it needs never load into the monitor. Raises
-        ActionError."""
+        """Run rktnetes.supervise.actions.<name>(...) in a worker and return its JSON result: a
+        worker of the stage1 helper (the heavy modules never load into a detached monitor), or
+        in the foreground a child forked from us. Raises ActionError."""
         for _ in range(2):
             if self.helper is None:
                 self.helper = Helper.start(self.data_dir, self.config_dir, self.uuid,
@@ -457,7 +461,7 @@ class Monitor:
             due = [t for r in self.runs.values() for t in (r.restart_at, r.kill_at) if t > 0]
             if self.reconcile_at:
                 due.append(self.reconcile_at)
-            if self.helper is not None and not self.inline:
+            if self.helper is not None and not self.local:
                 due.append(self.helper_idle_at)
             timeout = max(0, int((min(due) - now) * 1000) + 1) if due else None
             ready = [fd for fd, _ in self.poll.poll(timeout)]
@@ -465,7 +469,7 @@ class Monitor:
                 self.on_signals()
             self.read_streams([fd for fd in ready if fd != self.wake_r])
             now = time.monotonic()
-            if self.helper is not None and not self.inline and now >= self.helper_idle_at:
+            if self.helper is not None and not self.local and now >= self.helper_idle_at:
                 self.close_helper()
             if self.reconcile_at and now >= self.reconcile_at:
                 self.reconcile()
@@ -690,9 +694,12 @@ def run_foreground(data_dir: str, config_dir: str, uuid: str, lock_fd: int) -> i
     """Be the monitor of a pod in `run` whose lock `lock_fd` holds, in this process, with the
     user's stdio; returns the pod's exit code once it has exited and been cleaned up."""
     os.set_inheritable(lock_fd, False)
-    data_dir, config_dir = os.path.abspath(data_dir), os.path.abspath(config_dir)
-    return Monitor(data_dir, config_dir, uuid, lock_fd, True,
-                   InlineHelper(data_dir, config_dir, uuid)).run()
+    try:
+        mon = Monitor(os.path.abspath(data_dir), os.path.abspath(config_dir), uuid, lock_fd, True)
+    except (OSError, ValueError) as e:
+        print(f"rkt: pod {uuid}: {e}", file=sys.stderr)
+        return 1
+    return mon.run()
 
 
 if __name__ == "__main__":

@@ -173,6 +173,22 @@ def test_interactive_stdin_and_tty(r):
     assert p.returncode == 6 and "IS-A-TTY" in p.stdout, (p.returncode, p.stdout, p.stderr)
 
 
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_descriptors_open_in_rkt_do_not_reach_apps(r, flavor, tmp_path):
+    """A foreground `rkt run` is its pod's monitor; what its caller left open (a file here)
+    must not leak to what it starts."""
+    secret = tmp_path / "secret"
+    secret.write_text("x")
+    with open(secret) as f:
+        res = subprocess.run(r.argv("run", f"--stage1={flavor}", IMAGE,
+                                    *sh("ls -l /proc/self/fd")),
+                             capture_output=True, text=True, pass_fds=(f.fileno(),), timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "secret" not in res.stdout, res.stdout
+    fds = {int(line.split()[-3]) for line in res.stdout.splitlines() if "->" in line}
+    assert fds <= {0, 1, 2, 3}, res.stdout  # 3: the directory `ls` reads
+
+
 def test_cpu_limit_accepted(r):
     assert r("run", IMAGE, "--cpu=250m", *sh("true"), check=False).returncode == 0
 
