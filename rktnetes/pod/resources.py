@@ -5,10 +5,12 @@ process that created the resource was killed halfway: undoing something that was
 never created must be harmless (each undo tolerates "not there").
 
 One JSON line per entry in `resources.jsonl`, appended with O_APPEND (an entry is one write, so a
-crash leaves whole lines; a torn last line is ignored). Not fsync'd: a process crash loses no
-written line, and what a crash of the machine could lose describes mostly kernel objects
-(mounts, namespaces, processes, cgroups) that the crash destroyed too, while an fsync per
-entry would put the disk's flush latency into every pod's start several times. Kinds in use:
+crash leaves whole lines; a torn last line is ignored). A process crash loses no written line;
+a crash of the machine may lose what was not fsync'd, so entries for what outlives a reboot on
+disk (DURABLE: a CNI attachment's IPAM reservation, the runtime's state directory, a host
+directory) are fsync'd, and entries for kernel objects (mounts, namespaces, processes,
+cgroups), which the crash destroys too, are not: that saves a disk flush per entry on every
+pod's start. Kinds in use:
   mount      {"path"}                       an overlay/bind/tmpfs mount point
   cgroup     {"path"}                       a cgroup directory (v1 controller path or v2 path)
   runc       {"id", "root"}                 an OCI runtime container (runc --root ROOT ... ID)
@@ -39,12 +41,17 @@ class Resource:
     app: str = ""          # the app it belongs to, "" for pod-wide resources
 
 
+DURABLE = ("cni", "runc", "dir")
+
+
 def record(pod_dir: Path, kind: str, app: str = "", **data: Any) -> Resource:
     res = Resource(kind, data, app)
     line = json.dumps({"kind": kind, "app": app, "data": data}, sort_keys=True) + "\n"
     fd = os.open(pod_dir / "resources.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, line.encode())
+        if kind in DURABLE:
+            os.fsync(fd)
     finally:
         os.close(fd)
     return res

@@ -183,7 +183,9 @@ class Pod:
     def app_state(self, name: str) -> AppState:
         try:
             return AppState.from_json(read_json(self._file("apps", name, "state.json")))
-        except FileNotFoundError:
+        except (FileNotFoundError, ValueError):
+            # ValueError: empty or torn, as a crash of the machine can leave a state file the
+            # monitor had not fsync'd (only exit records are): known as never started
             return AppState(name=name)
 
     def save_app_state(self, st: AppState) -> None:
@@ -197,7 +199,7 @@ class Pod:
         """Pod-wide runtime facts the monitor writes: pid, started/finished times, networks."""
         try:
             return read_json(self._file("state.json"))
-        except FileNotFoundError:
+        except (FileNotFoundError, ValueError):  # ValueError: torn by a machine crash
             return {}
 
     def save_pod_state(self, d: dict) -> None:

@@ -57,15 +57,22 @@ def start(paths: Paths, pod: Pod, lock: PodLock, detach: bool, interactive: bool
     if not detach:
         from rktnetes.supervise.monitor import run_foreground
 
-        sys.stdout.flush()
-        sys.stderr.flush()
+        _flush_stdio()
         code = run_foreground(str(paths.data), str(paths.config), pod.uuid, lock.fd)
         # The pod has exited and all of it is on disk: leave without the interpreter's
         # teardown of every module loaded by now (~20 ms of each `rkt run`).
-        sys.stdout.flush()
-        sys.stderr.flush()
+        _flush_stdio()
         os._exit(code)
     return spawn_detached(paths, pod, lock)
+
+
+def _flush_stdio() -> None:
+    for f in (sys.stdout, sys.stderr):
+        try:
+            if f is not None:  # None: started with the descriptor closed (`>&-`)
+                f.flush()
+        except (OSError, ValueError):
+            pass
 
 
 def spawn_detached(paths: Paths, pod: Pod, lock: PodLock) -> int:

@@ -112,3 +112,18 @@ def test_images_in_use_and_list(paths):
     assert sorted(s.state for s in list_pods(PodStore(paths.pods))) == ["exited garbage",
                                                                           "prepared"]
     assert images_in_use(Paths(paths.data / "nope", paths.config)) == set()
+
+
+def test_torn_state_files_read_as_missing(paths):
+    """The monitor fsyncs only exit records: after a crash of the machine a state file may be
+    empty. Listing, status and gc must still work: the pod reads as having no runtime facts
+    and its app as never started."""
+    pod, _ = make_pod(paths, RUN)
+    (pod.path / "state.json").write_bytes(b"")
+    (pod.path / "apps" / "app").mkdir(parents=True)
+    (pod.path / "apps" / "app" / "state.json").write_bytes(b'{"name": "app", "sta')
+    assert pod.pod_state() == {}
+    assert pod.app_state("app") == AppState(name="app")
+    st = pod_status(pod)  # its lock is free: the monitor is gone
+    assert st.state == "exited" and st.apps[0].state == "created"
+    assert [p.uuid for p in list_pods(PodStore(paths.pods))] == [pod.uuid]
