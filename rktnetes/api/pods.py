@@ -194,9 +194,9 @@ def read_pod(root: Path, uuid: str, dir_state: str, st: os.stat_result | None = 
     except FileNotFoundError:
         ps = {}
     for a in m.apps:
-        try:
+        try:  # a torn file reads as a default state (Pod.app_state), as in `rkt list`
             app_st = pod.app_state(a.name)
-        except (ValueError, TypeError) as e:
+        except (ValueError, TypeError) as e:  # a document of the wrong shape
             raise MalformedPod(f"apps/{a.name}/state.json: {e}") from None
         view.apps.append(AppView(a.name, a.image_id, a.image_name, dict(a.annotations), app_st))
     if dir_state in (EXITED_GARBAGE, GARBAGE) or api_state == pb.POD_STATE_RUNNING or ps.get("started_at"):
