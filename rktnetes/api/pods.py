@@ -191,7 +191,7 @@ def read_pod(root: Path, uuid: str, dir_state: str, st: os.stat_result | None = 
     view.manifest, view.manifest_raw = m, raw
     try:
         ps, _ = _read_json_file(path / "state.json")
-    except FileNotFoundError:
+    except (FileNotFoundError, MalformedPod):  # torn by a crash of the machine, as Pod.pod_state
         ps = {}
     for a in m.apps:
         try:  # a torn file reads as a default state (Pod.app_state), as in `rkt list`

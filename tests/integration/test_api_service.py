@@ -400,6 +400,7 @@ def test_malformed_pods_are_skipped_and_logged(api: Service, paths: Paths):
     # fsync'd) is not a malformed pod: its app reads as never started, as in `rkt list`
     torn_app = exited_pod(paths)
     (torn_app.app_dir("app") / "state.json").write_text("{{{")
+    (torn_app.path / "state.json").write_text("")
     (paths.pods / "run").mkdir(parents=True, exist_ok=True)
     (paths.pods / "run" / "stray-file").write_text("not a pod")
 
