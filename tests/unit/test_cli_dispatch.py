@@ -85,34 +85,33 @@ def _python(code: str) -> subprocess.CompletedProcess:
                           text=True, timeout=60)
 
 
+def _heavy_loaded(code: str, heavy: set[str]) -> list[str]:
+    """Which of `heavy` a fresh interpreter has loaded after running `code`."""
+    r = _python(f"import sys\n{code}\nprint(*sorted(set({sorted(heavy)!r}) & set(sys.modules)))\n")
+    assert r.returncode == 0, r.stderr
+    return r.stdout.split()
+
+
 def test_hot_path_imports_stay_light():
-    r = _python(
-        "import sys\n"
+    assert _heavy_loaded(
         "from rktnetes.cli.main import build_parser\n"
         "build_parser('run').parse_args(['run', 'builtin:busybox'])\n"
         "import rktnetes.stage0.prepare, rktnetes.stage0.fetch, rktnetes.store.layers\n"
-        "import rktnetes.net.flags\n"
-        "heavy = {'logging', 'typing', 'tarfile', 'subprocess', 'hashlib', 'tempfile',\n"
-        "         'platform', 'rktnetes.image.unpack', 'rktnetes.net.cni', 'rktnetes.cli.app_cmds'}\n"
-        "print(sorted(heavy & set(sys.modules)))\n")
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "[]"
+        "import rktnetes.net.flags",
+        {"logging", "typing", "tarfile", "subprocess", "hashlib", "tempfile", "platform",
+         "rktnetes.image.unpack", "rktnetes.net.cni", "rktnetes.cli.app_cmds"}) == []
 
 
 def test_pod_setup_imports_stay_light():
     """What a foreground `rkt run --net=none` loads once it is its pod's monitor: the stage1
     calls' modules, but none of what only CNI networks, port forwards or warnings need."""
-    r = _python(
-        "import sys\n"
+    assert _heavy_loaded(
         "import rktnetes.stage0.run, rktnetes.supervise.monitor\n"
         "from rktnetes.supervise import actions\n"
         "actions.preload()\n"
-        "import rktnetes.pod.cleanup, rktnetes.stage1.default\n"
-        "heavy = {'logging', 'typing', 'subprocess', 'socket', 'hashlib', 'tomllib',\n"
-        "         'rktnetes.image.manifest'}\n"
-        "print(sorted(heavy & set(sys.modules)))\n")
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "[]"
+        "import rktnetes.pod.cleanup, rktnetes.stage1.default",
+        {"logging", "typing", "subprocess", "socket", "hashlib", "tomllib",
+         "rktnetes.image.manifest"}) == []
 
 
 def test_logging_configured_when_first_imported():
