@@ -75,17 +75,7 @@ class Helper:
             self.sock.sendmsg([msg], anc)
         except OSError as e:
             raise HelperGone(str(e)) from None
-        try:
-            data = self.sock.recv(_MAX_MSG)
-        except OSError:
-            data = b""  # it died during the call: reported below, never retried
-        try:
-            res = json.loads(data or b"{}")
-        except ValueError:
-            res = {}
-        if "ok" not in res:
-            raise HelperError(res.get("error") or f"stage1 {name}: the helper died")
-        return res["ok"]
+        return _result(self.sock, name, "the helper died")
 
     def close(self) -> None:
         """Let the helper go (it exits on end of file) and reap it."""
@@ -129,12 +119,31 @@ def _serve(sock, data_dir: str, config_dir: str, uuid: str) -> None:
         os._exit(code)
 
 
+def _result(sock, name: str, died: str):
+    """The answer to a call on `sock`: its result, or HelperError."""
+    try:
+        data = sock.recv(_MAX_MSG)
+    except OSError:
+        data = b""  # it died during the call: reported below, never retried
+    try:
+        res = json.loads(data or b"{}")
+    except ValueError:
+        res = {}
+    if "ok" not in res:
+        raise HelperError(res.get("error") or f"stage1 {name}: {died}")
+    return res["ok"]
+
+
 def _fork_worker(sock, req: dict, fds: list[int], data_dir: str, config_dir: str,
                  uuid: str) -> None:
+    """Run one call in a forked child that answers on `sock` and exits; answer for it if it
+    died. fds[0] is the pod's lock, which the child holds until it exits."""
     pid = os.fork()
     if pid == 0:
         code = 1
-        try:  # fds[0] is the pod's lock: held until we exit
+        try:
+            gc.disable()  # a collection would touch, and so copy, every page of the parent's
+            _detach_from_monitor({sock.fileno(), *fds})
             _answer(sock, run_action(req["name"], req["state"], [*req["args"], *fds[1:]],
                                      data_dir, config_dir, uuid))
             code = 0
@@ -202,33 +211,16 @@ class LocalHelper:
             except Exception as e:  # noqa: BLE001 - the call fails with it, in one line
                 raise HelperError(f"stage1 {name}: {e}") from None
             self.loaded = True
-        r, w = os.pipe2(os.O_CLOEXEC)
-        pid = os.fork()
-        if pid == 0:  # never returns
-            code = 1
-            try:
-                gc.disable()  # a collection would touch, and so copy, every page of ours
-                _detach_from_monitor({self.lock_fd, w, *fds})
-                data = json.dumps(run_action(name, state, [*args, *fds], self.data_dir,
-                                             self.config_dir, self.uuid)).encode()
-                while data:
-                    data = data[os.write(w, data):]
-                code = 0
-            finally:
-                os._exit(code)
-        os.close(w)
-        chunks = []
-        with os.fdopen(r, "rb") as f:
-            while chunk := f.read(65536):
-                chunks.append(chunk)
-        _, status = os.waitpid(pid, 0)
+        ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
         try:
-            res = json.loads(b"".join(chunks)) if status == 0 else {}
-        except ValueError:
-            res = {}
-        if "ok" not in res:
-            raise HelperError(res.get("error") or f"stage1 {name}: its worker died")
-        return res["ok"]
+            try:  # returns once the worker has answered and exited (or died)
+                _fork_worker(theirs, {"name": name, "state": state, "args": args},
+                             [self.lock_fd, *fds], self.data_dir, self.config_dir, self.uuid)
+            finally:
+                theirs.close()
+            return _result(ours, name, "its worker died")
+        finally:
+            ours.close()
 
     def close(self) -> None:
         pass
