@@ -24,6 +24,7 @@ from pathlib import Path
 from rktnetes import fsutil
 from rktnetes.config import Paths
 from rktnetes.errors import NetworkError
+from rktnetes.lazylog import getLogger
 from rktnetes.pod import resources
 from rktnetes.pod.manifest import NetworkRequest, PortForward
 
@@ -38,11 +39,7 @@ if TYPE_CHECKING:  # typing costs milliseconds on every pod's start
     from typing import Any, Iterator
 
 
-def _log():
-    import logging  # only when there is something to say: it costs milliseconds per pod
-
-    return logging.getLogger(__name__)
-
+log = getLogger(__name__)
 
 NET_DIR = "net"                     # inside the pod directory
 PORT_CAPABILITY = "portMappings"
@@ -102,7 +99,7 @@ def setup_networks(paths: Paths, pod_dir: Path, uuid: str, requests: list[Networ
         if not errs:
             netns.remove(ns_path)
         for err in errs:
-            _log().warning("cleanup after failed network setup: %s", err)
+            log.warning("cleanup after failed network setup: %s", err)
         if isinstance(e, NetworkError) and errs:
             raise NetworkError(f"{e} (and cleanup failed: {errs[0]})") from None
         raise

@@ -12,16 +12,14 @@ from __future__ import annotations
 import re
 import shlex
 
+from rktnetes.lazylog import getLogger
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import subprocess
 
 
-def _log():
-    import logging  # only when there is something to say: it costs milliseconds per pod
-
-    return logging.getLogger(__name__)
-
+log = getLogger(__name__)
 
 TABLES = ("nat", "filter", "mangle")
 # Chains the plugins create once per host and share between pods: never ours to delete.
@@ -66,5 +64,5 @@ def sweep_rules(network: str, container_id: str) -> list[str]:
             if _iptables("-t", table, "-X", chain).returncode == 0:
                 removed.append(f"{table}: chain {chain}")
     for r in removed:
-        _log().info("removed leftover rule of %s on %s: %s", container_id, network, r)
+        log.info("removed leftover rule of %s on %s: %s", container_id, network, r)
     return removed

@@ -21,15 +21,13 @@ from pathlib import Path
 
 from rktnetes.config import Paths
 from rktnetes.errors import PodError
+from rktnetes.lazylog import getLogger
 
 from . import resources
 from .store import Pod
 
 
-def _log():
-    import logging  # only when there is something to say: it costs milliseconds per pod
-
-    return logging.getLogger(__name__)
+log = getLogger(__name__)
 
 
 def _abs(pod: Pod, p: str) -> str:
@@ -145,7 +143,7 @@ def cleanup_from_journal(paths: Paths, pod: Pod) -> list[str]:
         if not lsys.mounts_under(str(p)):
             attempt(f"remove {p}", rmtree, p)
     for p in problems:
-        _log().warning("pod %s: %s", pod.uuid, p)
+        log.warning("pod %s: %s", pod.uuid, p)
     return problems
 
 

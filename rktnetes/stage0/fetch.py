@@ -18,6 +18,7 @@ from rktnetes.errors import (ManifestError, NotFoundError, RegistryError, StoreE
                              UsageError)
 from rktnetes.fsutil import rmtree
 from rktnetes.image import reference as refs
+from rktnetes.lazylog import getLogger
 from rktnetes.store import ImageRecord, Store
 from rktnetes.store.blobs import BlobStore
 
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 
 # What only a real fetch needs (manifests, progress, tempfile) is imported where it is used:
 # `rkt run` of a stored image comes here only to find it in the store.
+log = getLogger(__name__)
 
 
 def fetch(paths: Paths, ref_string: str, pull_policy: str = "update", insecure_http: bool = False,
@@ -144,10 +146,7 @@ def _fetch_registry(paths: Paths, store: Store, ref: refs.Reference, insecure_ht
                     manifest_digest, platform = _resolve(client, source.ref, staging)
                 except (RegistryError, NotFoundError, ManifestError) as e:
                     if source.mirror:  # mirrors are a convenience: on to the next source
-                        import logging
-
-                        logging.getLogger(__name__).debug("mirror %s: %s",
-                                                          source.ref.registry, e)
+                        log.debug("mirror %s: %s", source.ref.registry, e)
                         mirrors_failed.append(source.ref.registry)
                         continue
                     if mirrors_failed:

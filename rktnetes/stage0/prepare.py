@@ -20,6 +20,7 @@ from pathlib import Path
 from rktnetes.config import Paths
 from rktnetes.errors import NotFoundError, PodError, RktError, UsageError
 from rktnetes.image.config import ImageConfig
+from rktnetes.lazylog import getLogger
 from rktnetes.pod.manifest import App, NetworkRequest, PodManifest, PortForward, Volume
 from rktnetes.pod.store import PREPARE, PREPARED, Pod, PodLock, PodStore, new_uuid
 from rktnetes.store import ImageRecord, Store
@@ -29,6 +30,7 @@ from .imagefs import LayeredFS
 from .options import PULL_POLICIES, RESTART_POLICIES
 from .volumes import parse_volume
 
+log = getLogger(__name__)
 INSECURE_OPTIONS = ("none", "image", "tls", "http", "pubkey", "capabilities", "paths", "seccomp",
                     "ondisk", "all-fetch", "all-run", "all")
 # compiled (and cached by `re`) at first use: only --hostname and --hosts-entry need it
@@ -391,9 +393,7 @@ def discard(paths: Paths, pod: Pod, lock: PodLock) -> None:
         pod.refresh()
         remove_pod_dir(paths, pod)
     except RktError as e:
-        import logging
-
-        logging.getLogger(__name__).warning("could not remove pod %s: %s", pod.uuid, e)
+        log.warning("could not remove pod %s: %s", pod.uuid, e)
     finally:
         lock.close()
 

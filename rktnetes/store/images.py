@@ -16,9 +16,11 @@ from pathlib import Path
 
 from rktnetes.errors import AmbiguousError, NotFoundError
 from rktnetes.fsutil import FileLock, atomic_write_json, read_json
+from rktnetes.lazylog import getLogger
 
 from . import digest as dg
 
+log = getLogger(__name__)
 SCHEMA_VERSION = 1
 
 
@@ -86,10 +88,7 @@ class ImageStore:
             try:
                 yield ImageRecord.from_json(read_json(p))
             except (OSError, ValueError, TypeError) as e:
-                import logging
-
-                logging.getLogger(__name__).warning("skipping unreadable image record %s: %s",
-                                                    p, e)
+                log.warning("skipping unreadable image record %s: %s", p, e)
 
     def save(self, rec: ImageRecord, claim_references: bool = True) -> None:
         """Write a record; its references are taken away from any other image that had them
