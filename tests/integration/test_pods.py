@@ -551,20 +551,29 @@ def test_network_setup_failure_exits_1(r):
     assert_nothing_left(r, [first])
 
 
-def _run_and_interrupt(r, *args: str, twice: bool = False):
+def _run_in_foreground(r, *args: str, **popen) -> tuple[subprocess.Popen, str]:
+    """A foreground `rkt run ARGS` in the background, once its first app runs, and its UUID."""
     p = subprocess.Popen(r.argv("run", "--uuid-file-save", str(r.data / "u"), *args),
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         start_new_session=True)
-    wait_for(lambda: (r.data / "u").exists() and
-             status(r, (r.data / "u").read_text().strip())["apps"][0]["state"] == "running",
-             60, "the app running")
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+    try:
+        wait_for(lambda: (r.data / "u").exists() and
+                 status(r, (r.data / "u").read_text().strip())["apps"][0]["state"] == "running",
+                 60, "the app running")
+    except BaseException:
+        p.kill()
+        raise
+    return p, (r.data / "u").read_text().strip()
+
+
+def _run_and_interrupt(r, *args: str, twice: bool = False):
+    p, uuid = _run_in_foreground(r, *args, start_new_session=True)
     t0 = time.monotonic()
     os.killpg(p.pid, signal.SIGINT)   # ^C at the terminal: the whole process group
     if twice:
         time.sleep(0.5)
         os.killpg(p.pid, signal.SIGINT)
     _, err = p.communicate(timeout=60)
-    return p.returncode, err, time.monotonic() - t0, (r.data / "u").read_text().strip()
+    return p.returncode, err, time.monotonic() - t0, uuid
 
 
 @pytest.mark.parametrize("flavor", FLAVORS)
@@ -583,14 +592,8 @@ def test_ctrl_c_stops_at_once_with_term(r, flavor):
 def test_stop_of_a_foreground_pod(r, force):
     """`rkt stop` from another process finds a foreground `rkt run` (its pod's monitor by pid
     and start time, as its command line does not name the pod) and stops it."""
-    p = subprocess.Popen(r.argv("run", "--uuid-file-save", str(r.data / "u"), IMAGE,
-                                "--exec", "/bin/sleep", "--", "600"),
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p, uuid = _run_in_foreground(r, IMAGE, "--exec", "/bin/sleep", "--", "600")
     try:
-        wait_for(lambda: (r.data / "u").exists() and
-                 status(r, (r.data / "u").read_text().strip())["apps"][0]["state"] == "running",
-                 60, "the app running")
-        uuid = (r.data / "u").read_text().strip()
         assert status(r, uuid)["pid"] == p.pid  # the rkt process is the monitor
         r("stop", *(["--force"] if force else []), uuid, timeout=60)
         assert p.wait(30) == (137 if force else 143)
