@@ -40,7 +40,7 @@ from rktnetes.pod.store import PREPARED, RUN, Pod
 from rktnetes.supervise import control
 
 from . import prepare as prep
-from .appspec import (MAX_ID, AppFlags, build_app, default_app_name, parse_env_file,
+from .appspec import (MAX_ID, AppFlags, build_app, default_app_name, read_env_files,
                       parse_signal, short)
 from .status import AppStatus
 from .volumes import check_name, parse_volume
@@ -204,12 +204,7 @@ def add(paths: Paths, pod: Pod, f: AppFlags, x: AddOptions) -> str:
     stop_signal = parse_signal(x.stop_signal) if x.stop_signal else ""
     mnt = [parse_mnt_volume(v) for v in x.mnt_volumes]
     annotations = prep.parse_kv_list(x.annotations, "--annotation")
-    env_files = []
-    for p in f.env_files:
-        try:
-            env_files.append((p, parse_env_file(Path(p).read_text(), f"--set-env-file {p}")))
-        except OSError as e:
-            raise UsageError(f"--set-env-file {p}: {e.strerror or e}") from None
+    env_files = read_env_files(f.env_files)
     build_app("x", "", f.image, prep._EMPTY_CFG, prep._with_exec(f), env_files)  # pure checks
     store = Store(paths.store)
     opts = prep.PodOptions(pull_policy=x.pull_policy, insecure_options=x.insecure_options,

@@ -101,6 +101,19 @@ def parse_env_file(text: str, what: str) -> list[tuple[str, str]]:
     return out
 
 
+def read_env_files(paths: list[str]) -> list[tuple[str, list[tuple[str, str]]]]:
+    """(path, pairs) of each --set-env-file, read and parsed; UsageError naming the file."""
+    out = []
+    for p in paths:
+        try:
+            with open(p) as fh:
+                text = fh.read()
+        except OSError as e:
+            raise UsageError(f"--set-env-file {p}: {e.strerror or e}") from None
+        out.append((p, parse_env_file(text, f"--set-env-file {p}")))
+    return out
+
+
 def parse_caps(values: list[str], flag: str) -> list[str]:
     """`CAP_NET_ADMIN,chown` -> ["CAP_NET_ADMIN", "CAP_CHOWN"], checked against the known set."""
     out: list[str] = []

@@ -15,7 +15,6 @@ import re
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from rktnetes.config import Paths
 from rktnetes.errors import NotFoundError, PodError, RktError, UsageError
@@ -25,7 +24,7 @@ from rktnetes.pod.manifest import App, NetworkRequest, PodManifest, PortForward,
 from rktnetes.pod.store import PREPARE, PREPARED, Pod, PodLock, PodStore, new_uuid
 from rktnetes.store import ImageRecord, Store
 
-from .appspec import AppFlags, assign_names, build_app, parse_env_file, short
+from .appspec import AppFlags, assign_names, build_app, read_env_files, short
 from .imagefs import LayeredFS
 from .options import PULL_POLICIES, RESTART_POLICIES
 from .volumes import parse_volume
@@ -317,15 +316,7 @@ def build_manifest(paths: Paths, o: PodOptions, flags: list[AppFlags]) -> PodMan
                 if v:
                     raise UsageError(f"{flag}: fly applies no resource limits (it runs apps "
                                      f"in the host's cgroups); use --stage1=default")
-    env_files = []
-    for f in flags:
-        files = []
-        for p in f.env_files:
-            try:
-                files.append((p, parse_env_file(Path(p).read_text(), f"--set-env-file {p}")))
-            except OSError as e:
-                raise UsageError(f"--set-env-file {p}: {e.strerror or e}") from None
-        env_files.append(files)
+    env_files = [read_env_files(f.env_files) for f in flags]
     # Check pure app flags before any fetch, so a typo never costs a download.
     for f, files in zip(flags, env_files):
         build_app("x", "", f.image, _EMPTY_CFG, _with_exec(f), files)  # raises UsageError
