@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from rktnetes import __version__
-from rktnetes.errors import RktError
+from rktnetes.errors import RktError, UsageError
 
 from . import commands
 
@@ -14,9 +14,26 @@ from . import commands
 _VALUE_FLAGS = ("--dir", "--config-dir")
 
 
+class BadArguments(UsageError):
+    """A command line argparse refused; `prog` names the (sub)command whose parser did."""
+
+    def __init__(self, prog: str, message: str):
+        super().__init__(f"{message} (see '{prog} --help')")
+        self.prog = prog
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, but a refused command line is one line (`rkt list: argument
+    --format: invalid choice ...`), as every other error, not the usage text then the message.
+    Subparsers are of this class too (argparse makes them of their parent's class)."""
+
+    def error(self, message: str):
+        raise BadArguments(self.prog, message)
+
+
 def _global_flags() -> argparse.ArgumentParser:
     """Flags accepted before or after any subcommand (defaults suppressed so neither overrides)."""
-    p = argparse.ArgumentParser(add_help=False)
+    p = _Parser(add_help=False)
     g = p.add_argument_group("global options")
     g.add_argument("--dir", default=argparse.SUPPRESS,
                    help="data directory (default /var/lib/rktnetes, env RKTNETES_DIR)")
@@ -32,7 +49,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser: it parses that command's command lines exactly as the whole one would. With
     `command=""`, no command at all (for `rkt --version`)."""
     common = _global_flags()
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="rkt",
         parents=[common],
         description="rktnetes: run pods of OCI/Docker images with per-pod isolation "
@@ -129,8 +146,16 @@ def _setup_logging(debug: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     if argv is None:
         argv = sys.argv[1:]
-    parser = build_parser(command_word(argv))
-    args = parser.parse_args(argv)
+    word = command_word(argv)
+    parser = build_parser(word)
+    try:
+        args = parser.parse_args(argv)
+    except BadArguments as e:
+        # what the top parser refuses after a command (an unknown flag) is that command's
+        if e.prog == "rkt" and word:
+            e = BadArguments(f"rkt {word}", str(e).rsplit(" (see ", 1)[0])
+        print(f"{e.prog}: {e}", file=sys.stderr)
+        return e.exit_code
     debug = getattr(args, "debug", False)
     _setup_logging(debug)
     if not getattr(args, "func", None):

@@ -132,3 +132,22 @@ def test_logging_configured_when_first_imported():
         "logging.getLogger('rktnetes.x').debug('shown')\n")
     assert r.returncode == 0, r.stderr
     assert r.stderr == "rkt: DEBUG: shown\n"
+
+
+@pytest.mark.parametrize("argv, line", [
+    (["bogus"], "rkt: argument COMMAND: invalid choice: 'bogus'"),
+    (["run", "--bogus", "builtin:busybox"],
+     "rkt run: unrecognized arguments: --bogus (see 'rkt run --help')"),
+    (["list", "--format", "yaml"], "rkt list: argument --format: invalid choice: 'yaml'"),
+    (["image", "rm"], "rkt image rm: the following arguments are required: IMAGE "
+                      "(see 'rkt image rm --help')"),
+    (["--dir"], "rkt: argument --dir: expected one argument (see 'rkt --help')"),
+    (["help", "bogus"], "rkt: argument COMMAND: invalid choice: 'bogus'"),
+])
+def test_refused_command_lines_are_one_line(capsys, argv, line):
+    from rktnetes.cli.main import main
+
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith(line) and err.count("\n") == 1, err
