@@ -7,8 +7,10 @@ Measures (medians over N runs): `rkt run --net=none IMAGE true` (the whole CLI: 
 monitor, runc, cleanup), bare `runc run` of the image extracted into a bundle twice over: with
 runc's default spec (no seccomp profile, no cgroup path), and with the very config.json rkt
 writes for the app (its seccomp profile, cgroup, masks and mounts; new namespaces in place of
-the pod's), and `podman run --rm --network=none` (cgroupfs manager, private storage). Prints the ratios, then the VmRSS of the monitors of `--pods` detached sleeping pods,
-and that of a foreground `rkt run` (which is its pod's monitor itself).
+the pod's), `podman run --rm --network=none` (cgroupfs manager, private storage), and the
+floor of any Python front end (FLOOR). Prints the ratios, then the VmRSS of the monitors of
+`--pods` detached sleeping pods, and that of a foreground `rkt run` (which is its pod's monitor
+itself).
 Everything it creates lives in a temporary directory it removes; pods are stopped and removed.
 """
 
@@ -33,6 +35,17 @@ IMAGE = "builtin:busybox"
 # lacks it, even to keep the current values): give it lower limits, which anyone may set
 ULIMITS = ["--ulimit=nofile=1024:1024", "--ulimit=nproc=4096:4096"]
 CGROUP_PARENT = "rktnetes-bench"
+# The least any Python front end can do: start the interpreter at its leanest (-I -S: no site,
+# no environment), load rkt's config.json for the app, write it into a bundle, exec `runc run`
+FLOOR = """import json, os, sys
+template, bundle, root, cgroup, cid = sys.argv[1:]
+with open(template) as f:
+    spec = json.load(f)
+spec["linux"]["cgroupsPath"] = cgroup
+with open(os.path.join(bundle, "config.json"), "w") as f:
+    json.dump(spec, f)
+os.execvp("runc", ["runc", "--root", root, "run", "--bundle", bundle, cid])
+"""
 
 
 def timed(argv: list[str], **kw) -> float:
@@ -115,6 +128,10 @@ class Bench:
         bundle = self.tmp / "spec-bundle"
         bundle.mkdir()
         self.spec = spec
+        self.spec_template = self.tmp / "spec-template.json"
+        self.spec_template.write_text(json.dumps(spec))
+        self.floor_bundle = self.tmp / "floor-bundle"
+        self.floor_bundle.mkdir()
         return bundle
 
     def spec_config(self, i: int) -> None:
@@ -122,7 +139,8 @@ class Bench:
         (self.spec_bundle / "config.json").write_text(json.dumps(self.spec))
 
     def measure(self) -> dict[str, float]:
-        res: dict[str, list[float]] = {"rkt": [], "runc": [], "runc-spec": [], "podman": []}
+        res: dict[str, list[float]] = {"rkt": [], "runc": [], "runc-spec": [], "floor": [],
+                                       "podman": []}
         runc_root = str(self.tmp / "runc")
         for i in range(self.runs):  # interleaved, so load drifts hit all alike
             res["rkt"].append(timed(self.rkt + ["run", "--net=none", IMAGE, "--exec", "/bin/true"]))
@@ -131,6 +149,9 @@ class Bench:
             self.spec_config(i)
             res["runc-spec"].append(timed(["runc", "--root", runc_root, "run", "--bundle",
                                            str(self.spec_bundle), f"bench-spec-{i}"]))
+            res["floor"].append(timed([sys.executable, "-I", "-S", "-c", FLOOR,
+                                       str(self.spec_template), str(self.floor_bundle), runc_root,
+                                       f"/{CGROUP_PARENT}/floor-{i}", f"bench-floor-{i}"]))
             res["podman"].append(timed(self.podman + ["run", "--rm", "--network=none", *ULIMITS,
                                                       self.podman_image, "true"]))
         return {k: median_ms(v) for k, v in res.items()}
@@ -226,12 +247,15 @@ def main() -> int:
         for k, label in (("rkt", "rkt run --net=none IMAGE true"),
                          ("runc", "runc run (runc's default spec)"),
                          ("runc-spec", "runc run (rkt's config.json)"),
+                         ("floor", "python -I -S + that config + runc run"),
                          ("podman", "podman run --rm --network=none")):
             print(f"  {label:36s} {med[k]:8.1f} ms")
         for peer, aim in (("runc", 4.0), ("runc-spec", 4.0), ("podman", 0.5)):
             ratio = med["rkt"] / med[peer]
             print(f"  rkt / {peer:10s}= {ratio:.2f}x   {'OK' if ratio < aim else 'MISSED'} "
                   f"(aim < {aim:g}x)")
+        print(f"  floor / podman = {med['floor'] / med['podman']:.2f}x: what a Python front end "
+              f"that does nothing but write rkt's config and run runc costs")
         rss = b.monitor_rss(a.pods)
         print(f"monitor VmRSS over {len(rss)} running pods: median {statistics.median(rss)} kB, "
               f"max {max(rss)} kB (steady state: no stage1 helper left)")
