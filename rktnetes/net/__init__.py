@@ -18,7 +18,7 @@ The API the rest of rktnetes uses:
 _LAZY = {"default_hostname": "dns", "pod_dns_files": "dns",
          "check_port_forwards": "flags", "parse_net_flag": "flags", "parse_net_flags": "flags",
          "parse_port_flag": "flags",
-         "check_networks": "setup", "setup_networks": "setup", "teardown_networks": "setup",
+         "check_networks": "attach", "setup_networks": "setup", "teardown_networks": "setup",
          "Attachment": "status", "NetworkStatus": "status", "load_status": "status",
          "status_entries": "status"}
 

@@ -10,7 +10,7 @@ from rktnetes.config import Paths
 from rktnetes.pod.resources import Resource
 from rktnetes.pod.store import Pod
 
-from .setup import teardown_attachment
+from .attach import teardown_attachment
 
 
 def undo(paths: Paths, pod: Pod, res: Resource) -> None:

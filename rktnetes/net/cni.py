@@ -7,7 +7,7 @@ environment and its configuration JSON on stdin; it answers a result (ADD) or no
 
 A network is a configuration *list*: ADD runs its plugins in order, each one getting the
 previous one's result as `prevResult`; DEL runs them in reverse, each getting the cached ADD
-result. Nothing here knows about pods; `setup.py` records what it does before calling in.
+result. Nothing here knows about pods; `attach.py` records what it does before calling in.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rktnetes.errors import NetworkError
+
+from .status import DNS
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs milliseconds on every pod's start
@@ -67,21 +69,6 @@ class Route:
     """A route a plugin set up (CNI result `routes`)."""
     dst: str
     gw: str = ""
-
-
-@dataclass
-class DNS:
-    """DNS settings a plugin reports (CNI result `dns`)."""
-    nameservers: list[str] = field(default_factory=list)
-    domain: str = ""
-    search: list[str] = field(default_factory=list)
-    options: list[str] = field(default_factory=list)
-
-    @classmethod
-    def from_json(cls, d: dict | None) -> "DNS":
-        d = d or {}
-        return cls(list(d.get("nameservers") or []), d.get("domain") or "",
-                   list(d.get("search") or []), list(d.get("options") or []))
 
 
 @dataclass

@@ -8,16 +8,31 @@ from pathlib import Path
 
 from rktnetes.fsutil import atomic_write_json, read_json
 
-from .cni import DNS, CNIResult
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs milliseconds on every pod's start
     from typing import Any
+
+    from .cni import CNIResult
 
 STATUS_FILE = "networks.json"
 SCHEMA_VERSION = 1
 
 HOST, NONE, CNI = "host", "none", "cni"
+
+
+@dataclass
+class DNS:
+    """DNS settings a plugin reports (CNI result `dns`)."""
+    nameservers: list[str] = field(default_factory=list)
+    domain: str = ""
+    search: list[str] = field(default_factory=list)
+    options: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_json(cls, d: dict | None) -> "DNS":
+        d = d or {}
+        return cls(list(d.get("nameservers") or []), d.get("domain") or "",
+                   list(d.get("search") or []), list(d.get("options") or []))
 
 
 @dataclass

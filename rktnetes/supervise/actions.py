@@ -22,12 +22,14 @@ _PRELOAD = ("rktnetes.net", "rktnetes.net.setup", "rktnetes.net.dns", "rktnetes.
             "rktnetes.pod.cleanup", "rktnetes.fsutil", "rktnetes.store",
             "rktnetes.stage1.ocispec", "rktnetes.stage1.podfiles", "rktnetes.stage1.rootfs",
             "rktnetes.stage1.users")
+# The CNI machinery, for pods on CNI networks only: a `--net=none` or `host` pod never calls it.
+_PRELOAD_CNI = ("rktnetes.net.attach",)
 
 
-def preload(flavor: str | None = None) -> None:
+def preload(flavor: str | None = None, cni: bool = True) -> None:
     """Import what the calls need: for every flavor, or for the one named (Stage1Error if it
-    is unknown)."""
-    for name in _PRELOAD:
+    is unknown); with `cni`, what attaching to CNI networks needs too."""
+    for name in _PRELOAD + (_PRELOAD_CNI if cni else ()):
         importlib.import_module(name)
     if flavor is None:
         for name in FLAVORS.values():

@@ -197,9 +197,10 @@ class LocalHelper:
     pid = -1        # never a child the monitor's reaping loop collects
     reaped = False
 
-    def __init__(self, data_dir: str, config_dir: str, uuid: str, lock_fd: int, flavor: str):
+    def __init__(self, data_dir: str, config_dir: str, uuid: str, lock_fd: int, flavor: str,
+                 cni: bool):
         self.data_dir, self.config_dir, self.uuid = data_dir, config_dir, uuid
-        self.lock_fd, self.flavor = lock_fd, flavor
+        self.lock_fd, self.flavor, self.cni = lock_fd, flavor, cni
         self.loaded = False
 
     def call(self, name: str, state: dict, args: list, fds: tuple[int, ...] = ()):
@@ -207,7 +208,7 @@ class LocalHelper:
             try:
                 from rktnetes.supervise import actions
 
-                actions.preload(self.flavor)
+                actions.preload(self.flavor, self.cni)
             except Exception as e:  # noqa: BLE001 - the call fails with it, in one line
                 raise HelperError(f"stage1 {name}: {e}") from None
             self.loaded = True

@@ -141,8 +141,9 @@ class Monitor:
         # they go through a helper forked on demand and let go when idle.
         self.local = foreground
         self.helper: Helper | LocalHelper | None = LocalHelper(
-            data_dir, config_dir, uuid, lock_fd, self.manifest.get("stage1") or "default") \
-            if foreground else None
+            data_dir, config_dir, uuid, lock_fd, self.manifest.get("stage1") or "default",
+            cni=any(n.get("name") not in ("none", "host")
+                    for n in self.manifest.get("networks") or ())) if foreground else None
         self.helper_idle_at = time.monotonic() + HELPER_IDLE  # let it go then, if no call came
 
     # -- files ---------------------------------------------------------------------------------

@@ -114,6 +114,21 @@ def test_pod_setup_imports_stay_light():
          "rktnetes.image.manifest"}) == []
 
 
+def test_pods_without_cni_networks_do_not_load_the_cni_machinery():
+    """A foreground `rkt run --net=none` preloads for its own pod only: no CNI plugin
+    execution, network configs, port forwards or rule sweeping."""
+    cni_side = {"rktnetes.net.attach", "rktnetes.net.cni", "rktnetes.net.config",
+                "rktnetes.net.ports", "rktnetes.net.sweep", "shlex"}
+    assert _heavy_loaded(
+        "from rktnetes.supervise import actions\n"
+        "actions.preload('default', cni=False)\n"
+        "import rktnetes.net.setup, rktnetes.net.dns, rktnetes.pod.cleanup", cni_side) == []
+    # ... and a pod on a CNI network gets it all before its calls fork
+    assert _heavy_loaded(
+        "from rktnetes.supervise import actions\n"
+        "actions.preload('default', cni=True)", cni_side) == sorted(cni_side)
+
+
 def test_logging_configured_when_first_imported():
     r = _python(
         "import sys\n"

@@ -14,7 +14,7 @@ from rktnetes.net.config import DEFAULT_BRIDGE, DEFAULT_SUBNET, get_networks, lo
 from rktnetes.net.dns import parse_resolv_conf, pod_hosts, pod_resolv_conf
 from rktnetes.net.flags import check_port_forwards, parse_net_flag, parse_net_flags, \
     parse_port_flag
-from rktnetes.net.setup import port_mappings
+from rktnetes.net.ports import port_mappings
 from rktnetes.net.status import Attachment, NetworkStatus
 from rktnetes.pod.manifest import NetworkRequest, PodManifest, PortForward
 
