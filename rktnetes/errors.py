@@ -53,6 +53,11 @@ class PodError(RktError):
     """A pod cannot be created, run, stopped or removed."""
 
 
+class UnreadableManifest(PodError, ValueError):
+    """A pod.json that does not parse (a ValueError too: readers that skip torn files as
+    missing still do)."""
+
+
 class Stage1Error(PodError):
     """The isolation flavor failed to start or control an app."""
 

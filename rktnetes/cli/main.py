@@ -183,3 +183,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"rkt: permission denied: {e.filename or e} (rkt needs root for this)", file=sys.stderr)
         return 1
+    except OSError as e:
+        # what the system refused, on a path the command line or the data directory named
+        # (`--dir` naming a file, a full disk): the system's own words, not a traceback
+        if debug:
+            raise
+        where = f": {e.filename}" if e.filename else ""
+        print(f"rkt: {e.strerror or e}{where}", file=sys.stderr)
+        return 1

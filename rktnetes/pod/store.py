@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from rktnetes.errors import AmbiguousError, NotFoundError, PodError, UsageError
+from rktnetes.errors import AmbiguousError, NotFoundError, PodError, UnreadableManifest, UsageError
 from rktnetes.fsutil import FileLock, atomic_write_json, read_json
 
 from .manifest import PodManifest
@@ -172,7 +172,11 @@ class Pod:
     # -- files inside the pod ---------------------------------------------------------------
 
     def manifest(self) -> PodManifest:
-        return PodManifest.from_json(read_json(self._file("pod.json")))
+        """FileNotFoundError before it is written; UnreadableManifest if it does not parse."""
+        try:
+            return PodManifest.from_json(read_json(self._file("pod.json")))
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise UnreadableManifest(f"pod {self.uuid}: unreadable manifest: {e}") from None
 
     def save_manifest(self, m: PodManifest) -> None:
         atomic_write_json(self.path / "pod.json", m.to_json())
@@ -243,11 +247,12 @@ class PodStore:
                     yield Pod(self.root, name, st)
 
     def find(self, prefix: str) -> Pod:
-        """A pod by full UUID or unique prefix."""
+        """A pod by full UUID or unique prefix (UUIDs are hex: either case matches)."""
         prefix = prefix.strip()
         if not prefix:
             raise UsageError("empty pod UUID")
-        matches = {p.uuid: p for p in self.all() if p.uuid.startswith(prefix)}
+        want = prefix.lower()
+        matches = {p.uuid: p for p in self.all() if p.uuid.startswith(want)}
         if not matches:
             raise NotFoundError(f"no pod matches {prefix!r}")
         if len(matches) > 1:

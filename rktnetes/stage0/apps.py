@@ -420,7 +420,7 @@ def views(pod: Pod) -> list[AppStatus]:
         m = pod.manifest()
     except FileNotFoundError:
         raise PodError(f"pod {pod.uuid} has no manifest (it is being created or removed)") from None
-    except (OSError, ValueError) as e:
+    except OSError as e:  # (one that does not parse raises UnreadableManifest)
         raise PodError(f"pod {pod.uuid}: unreadable manifest: {e}") from None
     alive = pod.state == RUN and monitor_alive(pod)
     out = []

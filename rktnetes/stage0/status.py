@@ -6,8 +6,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from rktnetes.errors import PodError, RktError
-from rktnetes.pod.state import UNKNOWN, AppState
+from rktnetes.errors import PodError, RktError, UnreadableManifest
+from rktnetes.lazylog import getLogger
+from rktnetes.pod.state import RUNNING, UNKNOWN, AppState
 from rktnetes.pod.store import (EMBRYO, EXITED_GARBAGE, GARBAGE, PREPARE, PREPARED, RUN, Pod,
                                 PodStore)
 
@@ -96,11 +97,12 @@ def pod_status(pod: Pod, app_states: bool = True) -> PodStatus:
         m = pod.manifest()
     except FileNotFoundError:
         raise PodError(f"pod {pod.uuid} has no manifest (it is being created or removed)") from None
-    except (OSError, ValueError) as e:
+    except OSError as e:  # (one that does not parse raises UnreadableManifest)
         raise PodError(f"pod {pod.uuid}: unreadable manifest: {e}") from None
     ps = pod.pod_state()
     state = display_state(pod.state)
     error = str(ps.get("error") or ps.get("setup_error") or "")
+    orphaned = False
     if pod.state == RUN and not pod.is_locked():
         try:
             pod.refresh()
@@ -108,10 +110,15 @@ def pod_status(pod: Pod, app_states: bool = True) -> PodStatus:
             pass
         state = display_state(pod.state)
         if pod.state == RUN:
-            state, error = "exited", error or "monitor died"
+            orphaned = True
+            state, error = "exited", error or (
+                "monitor died; apps it had started may still run until `rkt stop` (or "
+                "`rkt gc`) ends them and cleans up")
     apps = []
     for a in m.apps:
         s = pod.app_state(a.name) if app_states else AppState(a.name, UNKNOWN)
+        if orphaned and s.state == RUNNING:
+            s.state = UNKNOWN  # nobody watches it any more: as `rkt app status` says
         apps.append(AppStatus(a.name, a.image_name, a.image_id, s.state, s.pid, s.exit_code,
                               s.signal, s.reason, s.message, s.restarts, s.created_at,
                               s.started_at, s.finished_at))
@@ -128,7 +135,8 @@ def pod_status(pod: Pod, app_states: bool = True) -> PodStatus:
 
 
 def list_pods(store: PodStore, app_states: bool = True) -> list[PodStatus]:
-    """Every pod readable right now; pods moving or vanishing meanwhile are skipped.
+    """Every pod readable right now; pods moving or vanishing meanwhile are skipped, and so
+    are pods whose manifest does not parse, with a warning (`rkt rm` still removes them).
     app_states=False spares a file per app where they are not shown (`rkt list`'s table)."""
     out = []
     seen = set()
@@ -143,6 +151,8 @@ def list_pods(store: PodStore, app_states: bool = True) -> list[PodStatus]:
                 pod.refresh()
                 out.append(pod_status(pod, app_states))
                 seen.add(pod.uuid)
+            except UnreadableManifest as e:
+                getLogger(__name__).warning("%s (not listed; `rkt rm` removes it)", e)
             except (RktError, OSError):
                 continue
     out.sort(key=lambda s: s.created_at)

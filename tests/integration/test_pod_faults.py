@@ -112,6 +112,9 @@ def test_kill_detached_run_and_monitor(r, flavor):
     time.sleep(0.2)
     st = json.loads(r("status", "--format", "json", uuid).stdout)
     assert st["state"] == "exited"  # lock free: its monitor is gone
+    # ... but its app may still run: not claimed "running" by nobody, and the way out is said
+    assert [a["state"] for a in st["apps"]] == ["unknown"]
+    assert "monitor died" in st["error"] and "rkt stop" in st["error"]
     gc_and_check(r, mark)
 
 
