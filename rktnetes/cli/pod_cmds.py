@@ -63,7 +63,8 @@ def register(sub, common, only: str | None = None) -> None:
                        "exits with its exit code (127: no such command, 126: not executable).",
                        usage="rkt enter [--app NAME] [--uuid-file FILE] [UUID] [--] [CMD ...]")
     add_uuid_args(p)
-    p.add_argument("--app", default="", help="the app (needed when the pod has several)")
+    p.add_argument("--app", default="", metavar="NAME",
+                   help="the app (needed when the pod has several)")
     p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="CMD ...",
                    help="the command and its arguments (default: /bin/sh)")
     p.set_defaults(func=cmd_enter)
@@ -80,10 +81,11 @@ def register(sub, common, only: str | None = None) -> None:
                        "lines on stdout, its stderr lines on stderr (--cri: every raw line on "
                        "stdout).")
     add_uuid_args(p)
-    p.add_argument("--app", default="", help="the app (needed when the pod has several)")
+    p.add_argument("--app", default="", metavar="NAME",
+                   help="the app (needed when the pod has several)")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new output until "
                    "the app exits")
-    p.add_argument("--tail", type=int, default=-1, metavar="N", help="only the last N lines")
+    p.add_argument("--tail", type=int, default=-1, metavar="N", help="only the last N lines (default, or a negative N: all)")
     p.add_argument("--since", default="", help="only output after this: a duration ago (10m) "
                    "or an RFC 3339 time")
     p.add_argument("--cri", action="store_true", help="print the raw CRI log lines")

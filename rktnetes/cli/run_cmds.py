@@ -14,10 +14,10 @@ from .run_grammar import APP_FLAGS_HELP, parse_apps
 
 RUN_USAGE = "rkt run [POD FLAGS] IMAGE [APP FLAGS] [-- ARGS ---] [IMAGE [APP FLAGS] ...]"
 _POD_FLAGS: set[str] = set()
-NET_HELP = ("the pod's networks: default (the default: bridge rkt0, 172.16.28.0/24), host (the "
-            "host's network namespace), none (loopback only), NAME (a network defined in "
-            "<config-dir>/net.d), NAME:K=V;K=V (with CNI_ARGS); several comma-separated or "
-            "repeated. fly pods always use the host network")
+NET_VALUES = ("default (the default: bridge rkt0, 172.16.28.0/24), host (the host's network "
+              "namespace), none (loopback only), NAME (a network defined in "
+              "<config-dir>/net.d), NAME:K=V;K=V (with CNI_ARGS); several comma-separated or "
+              "repeated. fly pods always use the host network (any other value is refused)")
 
 
 def _add_pod_flags(p: argparse.ArgumentParser, detach: bool) -> None:
@@ -43,7 +43,7 @@ def _add_pod_flags(p: argparse.ArgumentParser, detach: bool) -> None:
     add("--label", action="append", default=[], metavar="KEY=VALUE",
         help="a pod label (repeatable)")
     add("--net", action="append", default=[], metavar="NETWORK",
-        help=NET_HELP)
+        help="the pod's networks: " + NET_VALUES)
     add("--port", action="append", default=[], metavar="NAME:[HOSTIP:]HOSTPORT",
         help="forward a host port to the pod: NAME is an exposed port of an image or "
              "PORT[/tcp|udp] (repeatable)")
@@ -126,7 +126,7 @@ def register(sub, common, only: str | None = None) -> None:
     p.add_argument("--interactive", "-i", action="store_true",
                    help="attach the pod's one app to this terminal's stdin")
     p.add_argument("--net", action="append", default=[], metavar="NETWORK",
-                   help="replace the networks the pod was prepared with: " + NET_HELP)
+                   help="replace the networks the pod was prepared with by these: " + NET_VALUES)
     p.set_defaults(func=cmd_run_prepared)
 
 

@@ -149,6 +149,9 @@ def network_fields(net: list[str], ports: list[str], *, stage1: str = "default",
     if hostname and not re.match(_HOSTNAME, hostname):
         raise UsageError(f"--hostname {hostname!r}: not a valid host name")
     if stage1 == "fly":
+        if hostname:
+            raise UsageError("--hostname: a fly pod runs in the host's namespaces and has the "
+                             "host's name; use --stage1=default")
         requests = parse_net_flags(net)          # still checked, though fly uses the host's
         if any(r.name != "host" for r in requests) and net:
             raise UsageError("the fly stage1 always uses the host network (--net=host)")

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from rktnetes.config import Paths
-from rktnetes.errors import PodError
+from rktnetes.errors import PodError, UsageError
 from rktnetes.pod import state as st
 from rktnetes.pod.store import EXITED_GARBAGE, GARBAGE, PREPARED, RUN, Pod, PodLock
 from rktnetes.supervise.control import monitor_argv
@@ -31,7 +31,7 @@ START_TIMEOUT = 120.0
 def set_interactive(pod: Pod) -> None:
     m = pod.manifest()
     if len(m.apps) != 1:
-        raise PodError("--interactive needs a pod of exactly one app")
+        raise UsageError("--interactive needs a pod of exactly one app")
     m.apps[0].interactive = True
     m.apps[0].tty = sys.stdin.isatty()
     pod.save_manifest(m)
@@ -46,6 +46,9 @@ def start(paths: Paths, pod: Pod, lock: PodLock, detach: bool, interactive: bool
         from .status import not_runnable  # user-facing state names, as `rkt list`
 
         raise not_runnable(pod)
+    if detach and (interactive or any(a.interactive for a in pod.manifest().apps)):
+        # nothing would be attached to its stdin: it would read end-of-file at once
+        raise UsageError("an interactive pod cannot run detached (--interactive and --detach)")
     if interactive:
         set_interactive(pod)
     if uuid_file:

@@ -13,7 +13,7 @@ from pathlib import Path
 import rktnetes
 from rktnetes.config import Paths
 from rktnetes.fsutil import atomic_write_json
-from rktnetes.pod.store import Pod
+from rktnetes.pod.store import EMBRYO, PREPARE, PREPARED, RUN, Pod
 
 STOP_REQUEST = "stop-request.json"
 
@@ -100,15 +100,18 @@ def wait_exited(pod: Pod, timeout: float | None = None, interval: float = 0.05) 
 
 
 def wait_ready(pod: Pod, timeout: float = 30.0, interval: float = 0.02) -> bool:
-    """Wait until the monitor has set the pod up and started its apps (or given up)."""
+    """Wait until the monitor has set the pod up and started its apps (or given up, or the pod
+    is gone past running). A pod not started yet (prepared, say) is waited for."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             pod.refresh()
         except Exception:  # noqa: BLE001
             return False
-        st = pod.pod_state()
-        if st.get("ready") or st.get("finished_at") or pod.state != "run":
+        if pod.state not in (EMBRYO, PREPARE, PREPARED, RUN):
+            return True
+        st = pod.pod_state() if pod.state == RUN else {}
+        if st.get("ready") or st.get("finished_at"):
             return True
         time.sleep(interval)
     return False

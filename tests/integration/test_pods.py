@@ -236,6 +236,12 @@ def test_restart_on_failure(r, flavor, tmp_path):
     assert (host / "n").read_text().count("x") == 3
     uuid = (r.data / "u").read_text().strip()
     assert app_status(r, uuid)["restarts"] == 2
+    # each restart is said, with its delay (the backoff doubles)
+    said = [line for line in res.stderr.splitlines() if "restarting it in" in line]
+    assert said == [
+        "rkt: app busybox exited with 1; restarting it in 0.1s (--restart=on-failure, restart #1)",
+        "rkt: app busybox exited with 1; restarting it in 0.2s (--restart=on-failure, restart #2)",
+    ], res.stderr
 
 
 # -- enter, logs ----------------------------------------------------------------------------
@@ -667,3 +673,72 @@ def test_logs_split_streams_in_time_order(r):
     raw = r("logs", "--cri", uuid).stdout.splitlines()
     assert [x.split(" ", 3)[1] for x in raw] == ["stdout", "stderr", "stdout", "stderr"]
     r("rm", uuid)
+
+
+# -- second review: what a podman/rkt user ran into -------------------------------------------
+
+def test_dir_that_is_a_file_and_corrupt_manifest_are_one_line(r, tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    for verb in (("list",), ("gc",), ("status", "abc")):
+        res = r.fails("--dir", str(afile), *verb)
+        assert "Not a directory" in _one_line(res), (verb, res.stderr)
+    uuid = r("prepare", "--quiet", IMAGE, "--exec", "/bin/true").stdout.strip()
+    (pod_dir(r, uuid) / "pod.json").write_text('{"bad\x01')
+    for verb in ("cat-manifest", "status"):
+        res = r.fails(verb, uuid)
+        assert f"pod {uuid}: unreadable manifest" in _one_line(res), (verb, res.stderr)
+    for fmt in ("table", "json"):  # not listed, but not hidden either
+        res = r("list", "--format", fmt)
+        assert uuid not in res.stdout
+        assert f"pod {uuid}: unreadable manifest" in _one_line(res) and "rkt rm" in res.stderr
+    r("rm", uuid)
+    assert r("list", "--format", "json").stdout.strip() == "[]"
+
+
+def test_wait_ready_waits_for_a_prepared_pod_to_start(r):
+    uuid = r("prepare", "--quiet", IMAGE, "--exec", "/bin/sleep", "--", "1000").stdout.strip()
+    t = time.monotonic()
+    res = r.fails("status", "--wait-ready=1s", uuid)
+    assert time.monotonic() - t >= 1.0
+    assert "not ready after 1s" in _one_line(res)
+    waiter = subprocess.Popen(r.argv("status", "--wait-ready=60s", "--format", "json", uuid),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.5)
+        assert waiter.poll() is None, "returned before the pod was started"
+        r("run-prepared", "--detach", uuid)
+        out, err = waiter.communicate(timeout=60)
+        assert waiter.returncode == 0, err
+        st = json.loads(out)
+        assert st["state"] == "running" and st["apps"][0]["state"] == "running"
+    finally:
+        if waiter.poll() is None:
+            waiter.kill()
+        r("stop", "--force", uuid, check=False)
+        r("rm", uuid, check=False)
+
+
+def test_interactive_pods_never_run_detached(r):
+    plain = r("prepare", "--quiet", IMAGE, "--exec", "/bin/cat").stdout.strip()
+    res = r.fails("run-prepared", "--interactive", "--detach", plain)
+    assert res.returncode == 2 and "--interactive and --detach" in _one_line(res)
+    inter = r("prepare", "--quiet", "--interactive", IMAGE, "--exec", "/bin/cat").stdout.strip()
+    res = r.fails("run-prepared", "--detach", inter)
+    assert res.returncode == 2 and "cannot run detached" in _one_line(res)
+    two = r("prepare", "--quiet", IMAGE, "--exec", "/bin/true", IMAGE, "--exec", "/bin/true"
+            ).stdout.strip()
+    res = r.fails("run-prepared", "--interactive", two)
+    assert res.returncode == 2 and "exactly one app" in _one_line(res)
+    # refused before anything ran: each is still prepared, and runs in the foreground
+    states = {p["uuid"]: p["state"] for p in json.loads(r("list", "--format", "json").stdout)}
+    assert states == {plain: "prepared", inter: "prepared", two: "prepared"}
+    res = r("run-prepared", inter, input="typed in\n")
+    assert res.stdout.strip().endswith("typed in")
+
+
+def test_fly_refuses_a_hostname_and_uuid_prefixes_ignore_case(r):
+    res = r.fails("run", "--stage1=fly", "--hostname", "podhost", IMAGE, "--exec", "/bin/true")
+    assert res.returncode == 2 and "--hostname" in _one_line(res)
+    uuid = r("prepare", "--quiet", IMAGE, "--exec", "/bin/true").stdout.strip()
+    assert json.loads(r("status", "--format", "json", uuid[:8].upper()).stdout)["uuid"] == uuid
