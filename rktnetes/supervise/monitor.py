@@ -268,8 +268,11 @@ class Monitor:
         again = not (self.stopping or run.no_restart) and (
             policy == "always" or (policy == "on-failure" and code != 0))
         if again:
-            run.restart_at = time.monotonic() + min(BACKOFF_MAX,
-                                                    BACKOFF_FIRST * 2 ** st["restarts"])
+            delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** st["restarts"])
+            run.restart_at = time.monotonic() + delay
+            how = f"was killed by signal {sig}" if sig else f"exited with {code}"
+            _echo(2, f"rkt: app {run.name} {how}; restarting it in {delay:g}s "
+                     f"(--restart={policy}, restart #{st['restarts'] + 1})\n".encode())
         self.save_app_state(run)
 
     # -- output --------------------------------------------------------------------------------
