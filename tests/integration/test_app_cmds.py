@@ -133,6 +133,7 @@ def test_app_stop_and_rm_while_other_keeps_running(r):
     r("app", "start", uuid, "--app", "a")
     r("app", "start", uuid, "--app", "b")
     b_pid = app(r, uuid, "b")["pid"]
+    assert {f"{uuid}-a", f"{uuid}-b"} <= set(runc_containers(r, uuid))
     r("app", "stop", uuid, "--app", "a", "--timeout", "5s")
     a = app(r, uuid, "a")
     assert a["state"] == "exited" and a["exit_code"] == 0 and a["finished_at"] > 0
@@ -142,7 +143,7 @@ def test_app_stop_and_rm_while_other_keeps_running(r):
     assert not (d / "apps" / "a").exists()
     assert not mounts_mentioning(str(d / "apps" / "a"))
     assert not [c for c in cgroups_mentioning(uuid) if c.endswith("/a")]
-    assert f"{uuid}-a" not in runc_containers(uuid)
+    assert f"{uuid}-a" not in runc_containers(r, uuid)
     b = app(r, uuid, "b")
     assert b["state"] == "running" and b["pid"] == b_pid
     assert r("app", "exec", uuid, "--app", "b", "--", "echo", "alive").stdout.strip() == "alive"
