@@ -85,7 +85,8 @@ def register(sub, common, only: str | None = None) -> None:
                    help="the app (needed when the pod has several)")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new output until "
                    "the app exits")
-    p.add_argument("--tail", type=int, default=-1, metavar="N", help="only the last N lines (default, or a negative N: all)")
+    p.add_argument("--tail", type=int, default=-1, metavar="N",
+                   help="only the last N lines (default, or a negative N: all)")
     p.add_argument("--since", default="", help="only output after this: a duration ago (10m) "
                    "or an RFC 3339 time")
     p.add_argument("--cri", action="store_true", help="print the raw CRI log lines")

@@ -212,6 +212,7 @@ def cmd_run_prepared(args, paths: Paths) -> int:
         raise not_runnable(pod)  # running, already run, or busy: said in `rkt list`'s words
     try:
         if args.net:
+            runmod.check_run_mode(pod, args.detach, args.interactive)  # before it is changed
             prep.set_networks(paths, pod, args.net)
         rc = runmod.start(paths, pod, lock, detach=args.detach, interactive=args.interactive)
     except BaseException:

@@ -57,11 +57,11 @@ def attach_networks(pod_dir: Path, uuid: str, ns_path: Path, configs: list[Netwo
                     ) -> list[Attachment]:
     """ADD the pod's netns `ns_path` to each network, as eth0, eth1, ... On failure every
     attachment made is DELeted and the netns removed (kept if a DEL failed), then it raises."""
-    dirs = cni.plugin_dirs()
-    port_net = port_network(configs, ports)
     attached: list[Path] = []
     out: list[Attachment] = []
+    dirs = cni.plugin_dirs()
     try:
+        port_net = port_network(configs, ports)   # (preflight checked it can be found)
         for i, (cfg, req) in enumerate(zip(configs, requests)):
             ifname = f"eth{i}"
             caps = {PORT_CAPABILITY: port_mappings(ports)} if cfg is port_net else {}

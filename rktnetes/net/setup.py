@@ -18,6 +18,7 @@ from pathlib import Path
 
 from rktnetes.config import Paths
 from rktnetes.errors import NetworkError
+from rktnetes.lazylog import getLogger
 from rktnetes.pod import resources
 from rktnetes.pod.manifest import NetworkRequest, PortForward
 
@@ -54,10 +55,10 @@ def setup_networks(paths: Paths, pod_dir: Path, uuid: str, requests: list[Networ
     try:
         save_status(pod_dir, st)
     except BaseException:
-        if configs:
+        try:  # undo what was set up, as a failed ADD does; the journal still has it all
             teardown_networks(paths, pod_dir, uuid)
-        else:
-            netns.remove(ns_path)
+        except NetworkError as err:
+            getLogger(__name__).warning("cleanup after failed network setup: %s", err)
         raise
     return st
 

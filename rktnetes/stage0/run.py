@@ -28,10 +28,20 @@ if TYPE_CHECKING:
 START_TIMEOUT = 120.0
 
 
+def check_run_mode(pod: Pod, detach: bool, interactive: bool) -> None:
+    """UsageError if the pod cannot run so: detached, an interactive pod would have no stdin
+    (it would read end-of-file at once); interactive, it needs exactly one app."""
+    if not (detach or interactive):
+        return
+    apps = pod.manifest().apps
+    if detach and (interactive or any(a.interactive for a in apps)):
+        raise UsageError("an interactive pod cannot run detached (--interactive and --detach)")
+    if interactive and len(apps) != 1:
+        raise UsageError("--interactive needs a pod of exactly one app")
+
+
 def set_interactive(pod: Pod) -> None:
     m = pod.manifest()
-    if len(m.apps) != 1:
-        raise UsageError("--interactive needs a pod of exactly one app")
     m.apps[0].interactive = True
     m.apps[0].tty = sys.stdin.isatty()
     pod.save_manifest(m)
@@ -46,9 +56,7 @@ def start(paths: Paths, pod: Pod, lock: PodLock, detach: bool, interactive: bool
         from .status import not_runnable  # user-facing state names, as `rkt list`
 
         raise not_runnable(pod)
-    if detach and (interactive or any(a.interactive for a in pod.manifest().apps)):
-        # nothing would be attached to its stdin: it would read end-of-file at once
-        raise UsageError("an interactive pod cannot run detached (--interactive and --detach)")
+    check_run_mode(pod, detach, interactive)
     if interactive:
         set_interactive(pod)
     if uuid_file:

@@ -21,9 +21,14 @@ INFRA = ["catatonit", "-P"]
 SHM_SIZE = "64m"
 
 
+def runtime_root(paths) -> Path:
+    """Where the OCI runtime keeps the state of this data directory's containers."""
+    return paths.data / "runc"
+
+
 def _runtime(ctx: PodContext) -> OCIRuntime:
     name = ctx.state.get("oci_runtime") or select_runtime(ctx.paths.config)
-    return OCIRuntime(name, ctx.paths.data / "runc")
+    return OCIRuntime(name, runtime_root(ctx.paths))
 
 
 class DefaultStage1(Stage1):

@@ -115,6 +115,11 @@ class AppRun:
         return self.pid > 0
 
 
+def uses_cni(manifest: dict) -> bool:
+    """Whether the pod (its manifest as JSON) is on a CNI network: neither `none` nor `host`."""
+    return any(n.get("name") not in ("none", "host") for n in manifest.get("networks") or ())
+
+
 class Monitor:
     def __init__(self, data_dir: str, config_dir: str, uuid: str, lock_fd: int,
                  foreground: bool):
@@ -142,8 +147,7 @@ class Monitor:
         self.local = foreground
         self.helper: Helper | LocalHelper | None = LocalHelper(
             data_dir, config_dir, uuid, lock_fd, self.manifest.get("stage1") or "default",
-            cni=any(n.get("name") not in ("none", "host")
-                    for n in self.manifest.get("networks") or ())) if foreground else None
+            cni=uses_cni(self.manifest)) if foreground else None
         self.helper_idle_at = time.monotonic() + HELPER_IDLE  # let it go then, if no call came
 
     # -- files ---------------------------------------------------------------------------------

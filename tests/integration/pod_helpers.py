@@ -95,11 +95,12 @@ def processes_mentioning(s: str) -> list[int]:
 
 
 def runc_containers(rkt, uuid: str) -> list[str]:
-    """The pod's containers runc still knows: its state directories under the runc root the
-    default stage1 uses (`<data dir>/runc`, one `<uuid>-<app>` directory per container)."""
-    root = rkt.paths.data / "runc"
-    assert root.is_dir(), f"no runc root at {root}: has the default stage1 moved it?"
-    return [c for c in os.listdir(root) if uuid in c]
+    """The pod's containers runc still knows: its state directories (`<uuid>-<app>`) under
+    the runtime root the default stage1 gives it (none yet: no container ever ran)."""
+    from rktnetes.stage1.default import runtime_root
+
+    root = runtime_root(rkt.paths)
+    return [c for c in os.listdir(root) if uuid in c] if root.is_dir() else []
 
 
 def assert_nothing_left(rkt, uuids: list[str] | None = None) -> None:
@@ -111,6 +112,5 @@ def assert_nothing_left(rkt, uuids: list[str] | None = None) -> None:
     for u in uuids or []:
         assert not cgroups_mentioning(u), cgroups_mentioning(u)
         assert not processes_mentioning(u), processes_mentioning(u)
-        if (rkt.paths.data / "runc").is_dir():  # absent when only fly pods ran
-            assert not runc_containers(rkt, u), runc_containers(rkt, u)
+        assert not runc_containers(rkt, u), runc_containers(rkt, u)
     assert not processes_mentioning(str(rkt.paths.data)), "processes of this data dir left"

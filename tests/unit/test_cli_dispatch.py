@@ -166,3 +166,13 @@ def test_refused_command_lines_are_one_line(capsys, argv, line):
     out, err = capsys.readouterr()
     assert out == ""
     assert err.startswith(line) and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("networks, cni", [
+    ([{"name": "none"}], False), ([{"name": "host"}], False), ([], False), (None, False),
+    ([{"name": "default"}], True), ([{"name": "none"}, {"name": "mynet", "args": {}}], True),
+])
+def test_the_foreground_monitor_preloads_cni_for_pods_on_cni_networks(networks, cni):
+    from rktnetes.supervise.monitor import uses_cni
+
+    assert uses_cni({"networks": networks} if networks is not None else {}) is cni
