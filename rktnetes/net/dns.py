@@ -121,9 +121,11 @@ def pod_dns_files(pod_dir: Path, manifest: PodManifest, status: NetworkStatus
             else None
         text = pod_resolv_conf(manifest, status, parse_resolv_conf(_read(HOST_RESOLV)),
                                upstream).render()
-    atomic_write_bytes(resolv, text.encode())
-    atomic_write_bytes(hosts, pod_hosts(manifest, status, _read(HOST_HOSTS)).encode())
-    atomic_write_bytes(hostname, (default_hostname(manifest) + "\n").encode())
+    # rewritten at every start of the pod: no fsync (see atomic_write_bytes)
+    atomic_write_bytes(resolv, text.encode(), durable=False)
+    atomic_write_bytes(hosts, pod_hosts(manifest, status, _read(HOST_HOSTS)).encode(),
+                       durable=False)
+    atomic_write_bytes(hostname, (default_hostname(manifest) + "\n").encode(), durable=False)
     return resolv, hosts, hostname
 
 

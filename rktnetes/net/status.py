@@ -97,12 +97,15 @@ def status_entries(st: NetworkStatus) -> list[dict[str, Any]]:
 
 
 def save_status(pod_dir: Path, st: NetworkStatus) -> None:
-    atomic_write_json(pod_dir / STATUS_FILE, st.to_json())
+    # a summary, written anew at each start: not fsync'd (what undoing the networking needs,
+    # the journal and the attachments' saved configurations, is)
+    atomic_write_json(pod_dir / STATUS_FILE, st.to_json(), durable=False)
 
 
 def load_status(pod_dir: Path) -> NetworkStatus | None:
-    """The saved status, or None before networking was set up (or for an older pod)."""
+    """The saved status, or None before networking was set up (or for an older pod, or one
+    a machine crash left torn)."""
     try:
         return NetworkStatus.from_json(read_json(pod_dir / STATUS_FILE))
-    except FileNotFoundError:
+    except (FileNotFoundError, ValueError):
         return None

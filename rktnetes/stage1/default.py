@@ -127,7 +127,9 @@ class DefaultStage1(Stage1):
         spec = ocispec.build_spec(app, image, inputs)
         from rktnetes.fsutil import atomic_write_bytes
 
-        atomic_write_bytes(bundle / "config.json", json.dumps(spec).encode())  # C encoder: compact
+        # compact (the C encoder); not fsync'd: written anew at each start, and runc keeps
+        # its own copy in its state for as long as the container exists
+        atomic_write_bytes(bundle / "config.json", json.dumps(spec).encode(), durable=False)
         rt = _runtime(ctx)
         ctx.journal("cgroup", app.name, path=ctx.cgroup(app))
         ctx.journal("runc", app.name, id=ctx.cid(app), root=str(rt.root), runtime=rt.binary)

@@ -54,10 +54,13 @@ def write_etc(pod_dir: Path, m: PodManifest, hostname: str) -> None:
     except OSError:
         host_resolv = ""
     d = pod_dir / "etc"
-    atomic_write_bytes(d / "hosts", hosts_text(hostname, m.hosts_entries).encode())
-    atomic_write_bytes(d / "hostname", (hostname + "\n").encode())
+    # rewritten at every start of the pod: no fsync (see atomic_write_bytes)
+    atomic_write_bytes(d / "hosts", hosts_text(hostname, m.hosts_entries).encode(),
+                       durable=False)
+    atomic_write_bytes(d / "hostname", (hostname + "\n").encode(), durable=False)
     atomic_write_bytes(d / "resolv.conf",
-                       resolv_text(host_resolv, m.dns, m.dns_search, m.dns_options).encode())
+                       resolv_text(host_resolv, m.dns, m.dns_search, m.dns_options).encode(),
+                       durable=False)
 
 
 def etc_binds(pod_dir: Path) -> list[BindMount]:

@@ -22,6 +22,8 @@ from . import digest as dg
 
 log = getLogger(__name__)
 SCHEMA_VERSION = 1
+# `touch` writes a use only this long after the last one it wrote (seconds)
+TOUCH_EVERY = 60.0
 
 
 @dataclass
@@ -108,9 +110,15 @@ class ImageStore:
             atomic_write_json(self._path(rec.id), rec.to_json())
 
     def touch(self, image_id: str, when: float | None = None) -> None:
+        """Record a use of the image (for `rkt image gc`). A use within TOUCH_EVERY seconds
+        of the recorded one is not written again: grace periods are minutes to days, and
+        the record is fsync'd on every write."""
+        now = when or time.time()
         with self.lock.held():
             rec = self.get(image_id)
-            rec.last_used = when or time.time()
+            if when is None and 0 <= now - rec.last_used < TOUCH_EVERY:
+                return
+            rec.last_used = now
             atomic_write_json(self._path(rec.id), rec.to_json())
 
     def remove_record(self, image_id: str) -> None:
