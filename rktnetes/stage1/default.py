@@ -38,9 +38,9 @@ class DefaultStage1(Stage1):
         from . import podfiles
 
         ctx.state["oci_runtime"] = select_runtime(ctx.paths.config)
-        if not all((ctx.dir / "etc" / n).exists() for n in podfiles.ETC_FILES):
-            # normally written with the pod's networks (supervise.actions.setup)
-            podfiles.write_etc(ctx.dir, ctx.manifest, ctx.hostname)
+        missing = [n for n in podfiles.ETC_FILES if not (ctx.dir / "etc" / n).exists()]
+        if missing:  # written with the pod's networks (supervise.actions.setup), before us
+            raise Stage1Error(f"pod {ctx.manifest.uuid}: no etc/{missing[0]} to bind-mount")
         podfiles.make_empty_volumes(ctx.dir, ctx.manifest)
         ctx.journal("cgroup", path=ctx.cgroup())   # the apps' parent; the runtime creates it
         # one /dev/shm for the whole pod, as the apps share an IPC namespace

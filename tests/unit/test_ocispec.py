@@ -7,7 +7,7 @@ import pytest
 from rktnetes.errors import Stage1Error
 from rktnetes.image.manifest import ImageConfig
 from rktnetes.pod.manifest import App
-from rktnetes.stage1 import ocispec, podfiles, seccomp, users
+from rktnetes.stage1 import ocispec, seccomp, users
 from rktnetes.stage1.ocispec import BindMount, SpecInputs, build_spec
 
 IMAGE = ImageConfig(os="linux", architecture="amd64", diff_ids=[], entrypoint=["/bin/ep"],
@@ -98,15 +98,3 @@ def test_users_resolve():
         users.resolve("nobody-here", "", passwd, group)
     with pytest.raises(Stage1Error):
         users.resolve("0", "nogroup", passwd, group)
-
-
-def test_pod_files():
-    host = "# c\nnameserver 127.0.0.53\nnameserver 10.0.0.2\nnameserver ::1\nsearch a b\n" \
-           "options ndots:2\n"
-    assert podfiles.resolv_text(host, [], [], []) == \
-        "nameserver 10.0.0.2\nsearch a b\noptions ndots:2\n"
-    assert podfiles.resolv_text(host, ["1.1.1.1"], ["x"], []) == \
-        "nameserver 1.1.1.1\nsearch x\noptions ndots:2\n"
-    assert podfiles.resolv_text("nameserver 127.0.0.1\n", [], [], []) == ""
-    hosts = podfiles.hosts_text("web", {"10.1.1.1": ["db", "db.local"]})
-    assert "127.0.0.1\tlocalhost web" in hosts and "10.1.1.1\tdb db.local" in hosts
