@@ -171,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
             import logging
 
             logging.exception("failed")
-        print(f"rkt: {e}", file=sys.stderr)
+        # (a command line refused later, by `rkt help CMD`'s parse, names its command too)
+        print(f"{e.prog if isinstance(e, BadArguments) else 'rkt'}: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("rkt: interrupted", file=sys.stderr)

@@ -49,7 +49,8 @@ def register(sub, common, only: str | None = None) -> None:
                        "SIGKILL once the timeout passes.")
     add_uuid_args(p, many=True)
     p.add_argument("--force", action="store_true", help="kill at once (SIGKILL)")
-    p.add_argument("--timeout", default="10s", help="grace period before SIGKILL (default 10s)")
+    p.add_argument("--timeout", default=None,
+                   help="grace period before SIGKILL (default 10s; not with --force)")
     p.set_defaults(func=cmd_stop)
 
     p = sub.add_parser("rm", parents=[common], help="remove pods",
@@ -260,7 +261,9 @@ def _each_pod(args, paths: Paths, action) -> int:
 def cmd_stop(args, paths: Paths) -> int:
     from rktnetes.stage0 import stop as stopmod
 
-    timeout = parse_duration(args.timeout, "--timeout")
+    if args.force and args.timeout is not None:
+        raise UsageError("--force kills at once: it takes no --timeout")
+    timeout = parse_duration(args.timeout or "10s", "--timeout")
     return _each_pod(args, paths, lambda pod: stopmod.stop(paths, pod, timeout, args.force))
 
 

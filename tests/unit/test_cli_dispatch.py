@@ -158,6 +158,9 @@ def test_logging_configured_when_first_imported():
                       "(see 'rkt image rm --help')"),
     (["--dir"], "rkt: argument --dir: expected one argument (see 'rkt --help')"),
     (["help", "bogus"], "rkt: argument COMMAND: invalid choice: 'bogus'"),
+    (["help", "image", "bogus"], "rkt image: argument SUBCOMMAND: invalid choice: 'bogus'"),
+    (["stop", "--force", "--timeout", "3s", "abc"],
+     "rkt: --force kills at once: it takes no --timeout"),
 ])
 def test_refused_command_lines_are_one_line(capsys, argv, line):
     from rktnetes.cli.main import main
