@@ -173,7 +173,7 @@ def cmd_export(args, paths: Paths) -> int:
 
 def cmd_render(args, paths: Paths) -> int:
     from rktnetes.image.export import file_kind, target_path
-    from rktnetes.image.render import render_into
+    from rktnetes.image.render import check_replaceable, render_into
 
     dest = target_path(args.target_dir, "the target directory")
     try:
@@ -186,6 +186,8 @@ def cmd_render(args, paths: Paths) -> int:
         # --overwrite replaces a directory's contents, never a file, device or symlink
         raise RktError(f"{dest} is a {file_kind(st.st_mode)}, not a directory; "
                        f"refusing to replace it")
+    if st is not None and args.overwrite:
+        check_replaceable(dest, [paths.data, paths.config])
     store = _store(paths)
     rec = find_image(store, args.image)
     try:

@@ -32,6 +32,28 @@ def render_rootfs(store: Store, rec: ImageRecord, dest: Path) -> None:
                                  f"config's diff_id {layer.diff_id}")
 
 
+def check_replaceable(dest: Path, protected: list[Path]) -> None:
+    """RktError unless replacing the directory `dest` (--overwrite) can only lose what it holds
+    itself: not one of `protected` (rktnetes' data and config directories), nor inside one or
+    holding one, and with no mount point at or under it (its tree would be deleted under a
+    mount's, and a pod's mounts live under the data directory)."""
+    real = os.path.realpath(dest)
+    for p in protected:
+        prot = os.path.realpath(p)
+        if real == prot or _under(real, prot) or _under(prot, real):
+            raise RktError(f"refusing to replace {dest}: it is, holds or is inside rktnetes' "
+                           f"directory {p}")
+    from rktnetes.stage1.sys import mounts_under
+
+    mounts = mounts_under(real)
+    if mounts:
+        raise RktError(f"refusing to replace {dest}: {mounts[-1]} is a mount point")
+
+
+def _under(path: str, parent: str) -> bool:
+    return path.startswith(parent.rstrip("/") + "/")
+
+
 def render_into(store: Store, rec: ImageRecord, dest: Path, overwrite: bool = False,
                 rootfs_subdir: str = "", files: dict[str, bytes] | None = None) -> Path:
     """Render into `dest` (or `dest/rootfs_subdir`) next to `files`, all or nothing.

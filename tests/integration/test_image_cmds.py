@@ -425,6 +425,32 @@ def test_extract_never_replaces_a_non_directory(rkt, layout, tmp_path):
     assert stat.S_ISFIFO(os.lstat(tmp_path / "fifo").st_mode)
 
 
+@pytest.mark.root
+def test_extract_overwrite_never_replaces_rktnetes_dirs_or_mounts(rkt, layout, tmp_path):
+    iid = image_id(rkt("fetch", f"oci:{layout}:v1"))
+    before = store_snapshot(rkt.paths.store)
+    # the data dir itself, a directory holding it (tmp_path), one inside it, the config dir
+    for target in (rkt.paths.data, tmp_path, rkt.paths.store, rkt.paths.config):
+        err = rkt.fails("image", "extract", "--overwrite", iid, str(target)).stderr
+        assert f"refusing to replace {target}" in err and err.count("\n") == 1, err
+    assert store_snapshot(rkt.paths.store) == before
+    assert [r.id for r in rkt.store.images.all()] == [iid]
+    # a directory with a mount point inside
+    target = tmp_path / "holds-a-mount"
+    (target / "m").mkdir(parents=True)
+    (target / "keep").write_text("x")
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(target / "m")], check=True)
+    try:
+        err = rkt.fails("image", "extract", "--overwrite", iid, str(target)).stderr
+        assert f"{target / 'm'} is a mount point" in err, err
+        assert (target / "keep").read_text() == "x"
+    finally:
+        subprocess.run(["umount", str(target / "m")], check=True)
+    # without the mount, --overwrite replaces it as before
+    rkt("image", "extract", "--overwrite", iid, str(target))
+    assert sorted(p.name for p in target.iterdir()) == ["config", "manifest", "rootfs"]
+
+
 @pytest.mark.parametrize("transport", ["docker-archive", "oci-archive"])
 def test_fetch_of_a_file_that_is_no_tar(rkt, tmp_path, transport):
     junk = tmp_path / "passwd"
