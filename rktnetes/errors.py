@@ -53,6 +53,12 @@ class PodError(RktError):
     """A pod cannot be created, run, stopped or removed."""
 
 
+class StartInterrupted(PodError):
+    """^C while a detached pod's monitor was starting it: the pod goes on without us."""
+
+    exit_code = 130
+
+
 class UnreadableManifest(PodError, ValueError):
     """A pod.json that does not parse (a ValueError too: readers that skip torn files as
     missing still do)."""

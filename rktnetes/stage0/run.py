@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from rktnetes.config import Paths
-from rktnetes.errors import PodError, UsageError
+from rktnetes.errors import PodError, StartInterrupted, UsageError
 from rktnetes.pod import state as st
 from rktnetes.pod.store import EXITED_GARBAGE, GARBAGE, PREPARED, RUN, Pod, PodLock
 from rktnetes.supervise.control import monitor_argv
@@ -91,11 +91,23 @@ def spawn_detached(paths: Paths, pod: Pod, lock: PodLock) -> int:
 
     fd = lock.inheritable()
     log_path = pod.path / "monitor.log"
-    with open(os.devnull, "rb") as devnull, open(log_path, "ab") as logf:
-        proc = subprocess.Popen(monitor_argv(paths, pod.uuid, fd), stdin=devnull, stdout=logf,
-                                stderr=logf, pass_fds=(fd,), start_new_session=True)
+    proc = None
+    try:
+        with open(os.devnull, "rb") as devnull, open(log_path, "ab") as logf:
+            proc = subprocess.Popen(monitor_argv(paths, pod.uuid, fd), stdin=devnull,
+                                    stdout=logf, stderr=logf, pass_fds=(fd,),
+                                    start_new_session=True)
+    except BaseException:  # ^C, or no monitor could start: the pod never ran
+        if proc is None:
+            pod.move(PREPARED)   # we still hold its lock; the caller discards or keeps it
+        raise
     lock.close()  # the monitor's copy of the descriptor holds the lock from here on
-    wait_started(pod, proc)
+    try:
+        wait_started(pod, proc)
+    except KeyboardInterrupt:
+        # the monitor, in a session of its own, did not get the ^C: say what now runs
+        raise StartInterrupted(f"interrupted; pod {pod.uuid} was already starting and goes on "
+                               f"in the background (`rkt stop {pod.uuid}` stops it)") from None
     return 0
 
 

@@ -485,3 +485,30 @@ def _get(urllib_request, url: str) -> str:
             return resp.read().decode()
     except OSError:
         return ""
+
+
+def test_interrupted_sandbox_start_names_the_pod_it_leaves_running(r):
+    """^C while `app sandbox` waits for its pod: the monitor (a session of its own) goes on,
+    and the user is told which pod runs. The ^C lands as soon as the pod's directory is in
+    `run`, which is usually during that wait. Landing earlier (before the monitor was
+    spawned) leaves no pod at all; later, the UUID is printed as usual: no pod runs unnamed."""
+    run_dir = r.paths.pods / "run"
+    p = subprocess.Popen(r.argv("app", "sandbox", "--net=none"), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: run_dir.is_dir() and any(run_dir.iterdir()), 30, "the pod in run/")
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    pods = [d.name for d in r.paths.pods.glob("*/*")]
+    if p.returncode == 130 and not pods:
+        assert err == "rkt: interrupted\n", err       # before its monitor: nothing left
+        return
+    (uuid,) = pods
+    if p.returncode == 130:
+        assert err.strip() == (f"rkt: interrupted; pod {uuid} was already starting and goes on "
+                               f"in the background (`rkt stop {uuid}` stops it)"), err
+    else:
+        assert p.returncode == 0 and out.strip().splitlines()[-1] == uuid, (p.returncode, err)
+    wait_for(lambda: status(r, uuid)["state"] == "running", 30, "the pod running")
+    r("stop", uuid)
+    r("rm", uuid)
+    assert_nothing_left(r, [uuid])
