@@ -7,6 +7,11 @@ class RktError(Exception):
     exit_code = 1
 
 
+class HelpWanted(Exception):
+    """-h/--help among the tokens a command parses itself (`rkt run`'s and `rkt app add`'s
+    app flags): the CLI prints that command's help."""
+
+
 class UsageError(RktError):
     """Bad flags or arguments."""
 

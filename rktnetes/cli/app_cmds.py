@@ -7,7 +7,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from rktnetes.config import Paths
-from rktnetes.errors import UsageError
+from rktnetes.errors import HelpWanted, UsageError
 from rktnetes.stage0.options import PULL_POLICIES, RESTART_POLICIES
 
 from .output import add_format_flag, print_json, print_table
@@ -96,7 +96,7 @@ def register(sub, common, only: str | None = None) -> None:
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     a.add_argument("uuid", metavar="UUID", help="the sandbox pod (UUID or a unique prefix)")
     a.add_argument("rest", nargs=argparse.REMAINDER, metavar="IMAGE [APP FLAGS]")
-    a.set_defaults(func=cmd_add)
+    a.set_defaults(func=cmd_add, help_parser=a)
 
     for name, what in (("start", "start an added app"), ("stop", "stop a running app"),
                        ("rm", "remove an app that is not running"),
@@ -223,6 +223,8 @@ def split_add_flags(tokens: list[str]) -> tuple[list[str], AddOptions]:
 def cmd_add(args, paths: Paths) -> int:
     from .run_grammar import APP_FLAGS
 
+    if args.rest[:1] and args.rest[0] in ("-h", "--help"):  # `app add UUID --help`
+        raise HelpWanted()
     rest, x = split_add_flags(args.rest)
     if rest and rest[0].partition("=")[0] in APP_FLAGS:
         raise UsageError(f"{rest[0].partition('=')[0]} is an app flag: put it after the image "

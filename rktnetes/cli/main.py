@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from rktnetes import __version__
-from rktnetes.errors import RktError, UsageError
+from rktnetes.errors import HelpWanted, RktError, UsageError
 
 from . import commands
 
@@ -166,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     paths = Paths.resolve(getattr(args, "dir", None), getattr(args, "config_dir", None))
     try:
         return int(args.func(args, paths) or 0)
+    except HelpWanted:
+        args.help_parser.print_help()
+        return 0
     except RktError as e:
         if debug:
             import logging

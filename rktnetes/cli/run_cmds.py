@@ -113,7 +113,7 @@ def register(sub, common, only: str | None = None) -> None:
         add_misplaced_app_flags(p)
         p.add_argument("apps", nargs=argparse.REMAINDER, metavar="IMAGE [APP FLAGS] ...",
                        help="images, each followed by its app flags")
-        p.set_defaults(func=cmd_run if name == "run" else cmd_prepare)
+        p.set_defaults(func=cmd_run if name == "run" else cmd_prepare, help_parser=p)
 
     if only not in (None, "run-prepared"):
         return

@@ -6,7 +6,7 @@ flags apply to the image before them and argparse has no notion of that.
 
 from __future__ import annotations
 
-from rktnetes.errors import UsageError
+from rktnetes.errors import HelpWanted, UsageError
 
 TYPE_CHECKING = False  # typing costs milliseconds of every `rkt` start
 if TYPE_CHECKING:  # imported when parsing: the parser's help text must not need it
@@ -93,6 +93,8 @@ def parse_apps(tokens: list[str], pod_flags: set[str] = frozenset()) -> Parsed:
             raise UsageError("`---` without a preceding `-- ARGS`")
         if t.startswith("-") and t != "-":
             flag, eq, val = t.partition("=")
+            if t in ("-h", "--help"):
+                raise HelpWanted()
             if flag in GLOBAL_FLAGS:
                 key = GLOBAL_FLAGS[flag]
                 if key == "debug":

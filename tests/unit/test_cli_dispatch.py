@@ -53,6 +53,8 @@ def test_command_word(argv, word):
 def _ns(parser, argv):
     ns = vars(parser.parse_args(argv))
     func = ns.pop("func", None)
+    if "help_parser" in ns:  # a parser object: compare what it is the help of
+        ns["help_parser"] = ns["help_parser"].prog
     return ns, getattr(func, "__qualname__", None)
 
 
@@ -179,3 +181,24 @@ def test_the_foreground_monitor_preloads_cni_for_pods_on_cni_networks(networks, 
     from rktnetes.supervise.monitor import uses_cni
 
     assert uses_cni({"networks": networks} if networks is not None else {}) is cni
+
+
+@pytest.mark.parametrize("argv, usage", [
+    (["run", "builtin:busybox", "--help"], "usage: rkt run [POD FLAGS] IMAGE"),
+    (["prepare", "img", "--name", "x", "-h"], "usage: rkt prepare [POD FLAGS] IMAGE"),
+    (["app", "add", "abc", "--help"], "usage: rkt app add UUID IMAGE"),
+    (["app", "add", "abc", "img", "--exec", "/x", "-h"], "usage: rkt app add UUID IMAGE"),
+])
+def test_help_among_app_flags_prints_the_commands_help(capsys, argv, usage):
+    from rktnetes.cli.main import main
+
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith(usage) and "--set-env NAME=VALUE" in out and err == "", (out, err)
+
+
+def test_help_inside_an_apps_arguments_is_the_apps():
+    from rktnetes.cli.run_grammar import parse_apps
+
+    (app,) = parse_apps(["img", "--exec", "/bin/x", "--", "--help", "---"]).apps
+    assert app.args == ["--help"]
