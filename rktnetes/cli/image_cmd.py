@@ -10,7 +10,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from rktnetes.config import Paths
-from rktnetes.errors import RktError
+from rktnetes.errors import RktError, UsageError
 
 from .durations import parse_duration
 from .output import add_format_flag, human_size, human_time, print_json, print_table
@@ -51,7 +51,8 @@ def register(sub, common, only: str | None = None) -> None:
                          "layout) that skopeo, umoci and `rkt fetch oci-archive:` accept.")
     ex.add_argument("image", metavar="IMAGE", help="the image: a name, reference or ID prefix")
     ex.add_argument("out", metavar="OUT",
-                    help="the archive file to write; its directory must exist")
+                    help="the archive file to write (its directory must exist), or - for "
+                    "standard output (not a terminal)")
     ex.add_argument("--overwrite", action="store_true",
                     help="replace OUT if it is an existing regular file")
     ex.set_defaults(func=cmd_export)
@@ -163,8 +164,15 @@ def cmd_gc(args, paths: Paths) -> int:
 
 
 def cmd_export(args, paths: Paths) -> int:
-    from rktnetes.image.export import export_image, target_path
+    from rktnetes.image.export import export_image, export_to_stream, target_path
 
+    if args.out == "-":
+        if sys.stdout.isatty():
+            raise UsageError("refusing to write an archive to a terminal: redirect standard "
+                             "output, or give a file")
+        store = _store(paths)
+        export_to_stream(store, find_image(store, args.image), sys.stdout.buffer)
+        return 0
     out = target_path(args.out, "the archive")   # before the store is touched
     store = _store(paths)
     export_image(store, find_image(store, args.image), out, overwrite=args.overwrite)

@@ -83,13 +83,7 @@ def export_image(store: Store, rec: ImageRecord, out: str | os.PathLike, overwri
     out = target_path(out, "the archive")
     _check_out(out, overwrite)
     with store.gc_lock.held(shared=True):   # the blobs must stay while they are copied
-        manifest_raw, blobs = _oci_manifest(store, rec)
-        tag, full = _names(rec, ref_name)
-        annotations = {REF_NAME: tag, **({IMAGE_NAME: full} if full else {})}
-        entry = {"mediaType": mt.OCI_MANIFEST, "digest": dg.of_bytes(manifest_raw),
-                 "size": len(manifest_raw), "annotations": annotations,
-                 "platform": _platform(store, rec)}
-        index = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": [entry]}
+        index, manifest_raw, blobs = _layout_of(store, rec, ref_name)
         try:
             fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.tmp-", dir=out.parent)
         except OSError as e:
@@ -97,7 +91,7 @@ def export_image(store: Store, rec: ImageRecord, out: str | os.PathLike, overwri
                            f"{e.strerror or e}") from None
         try:
             with os.fdopen(fd, "wb") as f:
-                _write_layout(f, store, json.dumps(index, indent=2).encode(), manifest_raw, blobs)
+                _write_layout(f, store, index, manifest_raw, blobs)
                 f.flush()
                 os.fsync(f.fileno())
             os.chmod(tmp, 0o644)
@@ -111,6 +105,28 @@ def export_image(store: Store, rec: ImageRecord, out: str | os.PathLike, overwri
                 raise RktError(f"cannot write {out}: {e.strerror or e}{where}") from None
             raise
     return out
+
+
+def export_to_stream(store: Store, rec: ImageRecord, f, ref_name: str | None = None) -> None:
+    """Write `rec` as an OCI archive to the binary stream `f` (a pipe: `rkt image export
+    IMAGE -`). Not atomic, as no stream can be: a reader sees a truncated tar on failure."""
+    with store.gc_lock.held(shared=True):
+        index, manifest_raw, blobs = _layout_of(store, rec, ref_name)
+        _write_layout(f, store, index, manifest_raw, blobs, stream=True)
+        f.flush()
+
+
+def _layout_of(store: Store, rec: ImageRecord, ref_name: str | None
+               ) -> tuple[bytes, bytes, list[str]]:
+    """The layout's index.json, the (OCI) manifest and the blobs it names."""
+    manifest_raw, blobs = _oci_manifest(store, rec)
+    tag, full = _names(rec, ref_name)
+    annotations = {REF_NAME: tag, **({IMAGE_NAME: full} if full else {})}
+    entry = {"mediaType": mt.OCI_MANIFEST, "digest": dg.of_bytes(manifest_raw),
+             "size": len(manifest_raw), "annotations": annotations,
+             "platform": _platform(store, rec)}
+    index = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": [entry]}
+    return json.dumps(index, indent=2).encode(), manifest_raw, blobs
 
 
 def _oci_manifest(store: Store, rec: ImageRecord) -> tuple[bytes, list[str]]:
@@ -148,8 +164,10 @@ def _platform(store: Store, rec: ImageRecord) -> dict:
     return p
 
 
-def _write_layout(f, store: Store, index: bytes, manifest: bytes, blobs: list[str]) -> None:
-    with tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tf:
+def _write_layout(f, store: Store, index: bytes, manifest: bytes, blobs: list[str],
+                  stream: bool = False) -> None:
+    # a pipe cannot tell() its position: tarfile's stream mode does without
+    with tarfile.open(fileobj=f, mode="w|" if stream else "w", format=tarfile.PAX_FORMAT) as tf:
         _add_bytes(tf, "oci-layout", json.dumps({"imageLayoutVersion": "1.0.0"}).encode())
         _add_bytes(tf, "index.json", index)
         for d in ("blobs", "blobs/sha256"):

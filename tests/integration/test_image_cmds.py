@@ -414,6 +414,21 @@ def test_targets_need_an_existing_parent_and_a_name(rkt, layout, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config", "data", "file", "layout"]
 
 
+def test_export_to_standard_output(rkt, layout, tmp_path):
+    iid = image_id(rkt("fetch", f"oci:{layout}:v1"))
+    rkt("image", "export", iid, str(tmp_path / "file.tar"))
+    piped = subprocess.run(rkt.argv("image", "export", iid, "-"), capture_output=True,
+                           check=True, cwd=tmp_path).stdout
+    assert piped == (tmp_path / "file.tar").read_bytes()   # the same archive, byte for byte
+    assert not (tmp_path / "-").exists()
+    (tmp_path / "piped.tar").write_bytes(piped)
+    from tests.conftest import Rkt
+
+    (tmp_path / "other-config").mkdir()
+    other = Rkt(tmp_path / "other-data", tmp_path / "other-config")   # a store of its own
+    assert image_id(other("fetch", f"oci-archive:{tmp_path / 'piped.tar'}")) == iid
+
+
 def test_extract_never_replaces_a_non_directory(rkt, layout, tmp_path):
     iid = image_id(rkt("fetch", f"oci:{layout}:v1"))
     (tmp_path / "file").write_text("keep")
