@@ -4,12 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from rktnetes.errors import UsageError
-
-# rkt's --insecure-options values; the ones about fetching are honoured, the rest are accepted
-# so scripts written for rkt keep working.
-INSECURE_OPTIONS = ("none", "image", "tls", "ondisk", "http", "pubkey", "capabilities", "paths",
-                    "seccomp", "all-fetch", "all-run", "all")
+from rktnetes.stage0.options import INSECURE_HELP, parse_insecure_options
 
 EPILOG = """\
 image references:
@@ -30,17 +25,6 @@ examples:
 """
 
 
-def parse_insecure_options(value: str) -> set[str]:
-    opts = {o.strip() for o in value.split(",") if o.strip()}
-    bad = opts - set(INSECURE_OPTIONS)
-    if bad:
-        raise UsageError(f"unknown --insecure-options value {', '.join(sorted(bad))!r} "
-                         f"(known: {', '.join(INSECURE_OPTIONS)})")
-    if "all" in opts or "all-fetch" in opts:
-        opts |= {"http", "tls", "image"}
-    return opts
-
-
 def register(sub, common, only: str | None = None) -> None:
     p = sub.add_parser(
         "fetch", parents=[common], help="fetch images into the store",
@@ -51,9 +35,8 @@ def register(sub, common, only: str | None = None) -> None:
     p.add_argument("--pull-policy", choices=["new", "update", "never"], default="update",
                    help="new: use the store's copy if present; update: always ask the source, "
                         "downloading only missing blobs (default); never: the store only")
-    p.add_argument("--insecure-options", default="none", metavar="OPTS",
-                   help="comma-separated: http (allow plain HTTP registries), tls (skip TLS "
-                        "certificate checks), all-fetch, none (default)")
+    p.add_argument("--insecure-options", action="append", default=[], metavar="OPTS",
+                   help=INSECURE_HELP)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=run)
 
@@ -61,7 +44,7 @@ def register(sub, common, only: str | None = None) -> None:
 def run(args, paths) -> int:
     from rktnetes.stage0.fetch import fetch
 
-    opts = parse_insecure_options(args.insecure_options)
+    opts = parse_insecure_options(args.insecure_options)  # (before anything is fetched)
     for image in args.images:
         rec = fetch(paths, image, pull_policy=args.pull_policy, insecure_http="http" in opts,
                     quiet=args.quiet, insecure_tls="tls" in opts)

@@ -8,7 +8,7 @@ import sys
 
 from rktnetes.config import Paths
 from rktnetes.errors import PodError, UsageError
-from rktnetes.stage0.options import PULL_POLICIES, RESTART_POLICIES
+from rktnetes.stage0.options import INSECURE_HELP, PULL_POLICIES, RESTART_POLICIES
 
 from .run_grammar import APP_FLAGS_HELP, parse_apps
 
@@ -59,8 +59,7 @@ def _add_pod_flags(p: argparse.ArgumentParser, detach: bool) -> None:
     add("--pull-policy", default="new", choices=PULL_POLICIES,
         help="new (fetch images missing from the store, the default), update (always ask the "
              "source) or never")
-    add("--insecure-options", action="append", default=[], metavar="OPTS",
-        help="comma list: http (plain-HTTP registries), tls (skip TLS verification), all-fetch")
+    add("--insecure-options", action="append", default=[], metavar="OPTS", help=INSECURE_HELP)
     add("--uuid-file-save", default="", metavar="FILE", help="write the pod's UUID to FILE")
     if detach:
         add("--detach", "-d", action="store_true",

@@ -115,6 +115,11 @@ def parse(s: str) -> Reference:
         # `http://...`, `dir:...`, `containers-storage:...`: a transport we do not speak.
         raise ReferenceError_(f"unsupported transport {_short(transport)!r} in {_short(s)!r} "
                               f"(use docker://, oci:, oci-archive:, docker-archive: or builtin:)")
+    if s.startswith(("/", "./", "../", "~")):  # no registry reference starts so
+        p = _short(s)
+        raise ReferenceError_(f"{p!r} is a path, not an image reference: name its format, "
+                              f"oci:{p} (an OCI layout directory), oci-archive:{p} or "
+                              f"docker-archive:{p} (a tar)")
     return _parse_docker(s, s)
 
 

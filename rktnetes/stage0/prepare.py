@@ -26,12 +26,10 @@ from rktnetes.store import ImageRecord, Store
 
 from .appspec import AppFlags, assign_names, build_app, read_env_files, short
 from .imagefs import LayeredFS
-from .options import PULL_POLICIES, RESTART_POLICIES
+from .options import PULL_POLICIES, RESTART_POLICIES, parse_insecure_options
 from .volumes import parse_volume
 
 log = getLogger(__name__)
-INSECURE_OPTIONS = ("none", "image", "tls", "http", "pubkey", "capabilities", "paths", "seccomp",
-                    "ondisk", "all-fetch", "all-run", "all")
 # compiled (and cached by `re`) at first use: only --hostname and --hosts-entry need it
 _HOSTNAME = (r"^(?=.{1,253}$)[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
              r"(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$")
@@ -67,20 +65,6 @@ def parse_kv_list(values: list[str], flag: str) -> dict[str, str]:
         if not sep or not k.strip():
             raise UsageError(f"{flag} {v!r}: expected KEY=VALUE")
         out[k.strip()] = val
-    return out
-
-
-def parse_insecure(values: list[str]) -> set[str]:
-    out: set[str] = set()
-    for v in values:
-        for o in v.split(","):
-            o = o.strip()
-            if not o:
-                continue
-            if o not in INSECURE_OPTIONS:
-                raise UsageError(f"--insecure-options: unknown option {o!r} "
-                                 f"(known: {', '.join(INSECURE_OPTIONS)})")
-            out.add(o)
     return out
 
 
@@ -210,10 +194,9 @@ def resolve_image(paths: Paths, store: Store, name: str, o: PodOptions) -> Image
             return store.images.find(name)
     from rktnetes.stage0.fetch import fetch
 
-    insecure = parse_insecure(o.insecure_options)
-    allf = bool(insecure & {"all", "all-fetch"})
-    return fetch(paths, name, o.pull_policy, insecure_http=allf or "http" in insecure,
-                 quiet=o.quiet, insecure_tls=allf or "tls" in insecure)
+    insecure = parse_insecure_options(o.insecure_options)
+    return fetch(paths, name, o.pull_policy, insecure_http="http" in insecure,
+                 quiet=o.quiet, insecure_tls="tls" in insecure)
 
 
 def image_config(store: Store, rec: ImageRecord) -> ImageConfig:

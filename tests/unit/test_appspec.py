@@ -14,7 +14,8 @@ from rktnetes.image.manifest import ImageConfig
 from rktnetes.pod.manifest import Mount, Volume
 from rktnetes.stage0 import appspec as a
 from rktnetes.stage0.imagefs import LayeredFS
-from rktnetes.stage0.prepare import network_fields, parse_insecure, parse_kv_list
+from rktnetes.stage0.options import parse_insecure_options
+from rktnetes.stage0.prepare import network_fields, parse_kv_list
 from rktnetes.stage0.volumes import parse_mount, parse_volume
 
 
@@ -162,9 +163,11 @@ def test_pod_options():
         network_fields(["default"], [], stage1="fly")
     with pytest.raises(UsageError):
         network_fields(["none"], ["80/tcp:8080"])
-    assert parse_insecure(["http,tls"]) == {"http", "tls"}
+    assert parse_insecure_options(["http,tls"]) == {"http", "tls"}
+    assert parse_insecure_options(["ondisk", "all"]) >= {"ondisk", "http", "tls"}
+    assert parse_insecure_options(["none"]) == {"none"}
     with pytest.raises(UsageError):
-        parse_insecure(["everything"])
+        parse_insecure_options(["everything"])
 
 
 # -- grammar --------------------------------------------------------------------------------

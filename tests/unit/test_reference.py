@@ -1,5 +1,7 @@
 """Image reference parsing: Docker Hub defaults, registries, digests, path transports."""
 
+import re
+
 import pytest
 
 from rktnetes.errors import ReferenceError_
@@ -86,3 +88,10 @@ def test_bad_references(text, words):
 def test_candidates_of_non_references_is_empty():
     assert refs.candidates("ABCDEF") == []
     assert refs.candidates("3f2a") == ["docker.io/library/3f2a:latest"]
+
+
+@pytest.mark.parametrize("path", ["./bb.tar", "/var/tmp/layout", "../x", "~/img.tar"])
+def test_a_bare_path_is_refused_with_the_transports_to_name(path):
+    with pytest.raises(ReferenceError_, match=rf"is a path, not an image reference: .*oci:"
+                                              rf"{re.escape(path)} .*oci-archive:"):
+        refs.parse(path)
