@@ -128,6 +128,8 @@ def parse_apps(tokens: list[str], pod_flags: set[str] = frozenset()) -> Parsed:
             if kind == "list":
                 getattr(cur, attr).append(val)
             else:
+                if not val:  # `--name=` would otherwise quietly mean "no --name"
+                    raise UsageError(f"{flag} needs a value (it is empty)")
                 if getattr(cur, attr):
                     raise UsageError(f"{flag} given twice for {cur.image}")
                 setattr(cur, attr, val)

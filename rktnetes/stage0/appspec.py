@@ -178,8 +178,9 @@ def short(s: str, n: int = 80) -> str:
 
 
 def sanitize_name(raw: str) -> str:
-    """An app name from anything: lower-case, [a-z0-9-], no leading/trailing dashes."""
-    s = re.sub(r"[^a-z0-9]+", "-", raw.lower()).strip("-")
+    """An app name from anything: lower-case, [a-z0-9-], no leading/trailing dashes, short
+    enough for a `-N` suffix to keep it a valid name (at most 63 characters)."""
+    s = re.sub(r"[^a-z0-9]+", "-", raw.lower())[:56].strip("-")
     return s or "app"
 
 

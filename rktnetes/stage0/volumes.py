@@ -9,7 +9,7 @@ from rktnetes.errors import UsageError
 from rktnetes.pod.manifest import Mount, Volume
 
 # rkt's volume names are ACNames: lower-case alphanumerics and dashes.
-_NAME_RE = re.compile(r"^[a-z0-9]+(?:[-.][a-z0-9]+)*$")
+_NAME_RE = re.compile(r"^(?=.{1,63}$)[a-z0-9]+(?:[-.][a-z0-9]+)*$")  # a DNS label's length
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
@@ -41,7 +41,8 @@ def parse_bool(v: str, what: str) -> bool:
 
 def check_name(name: str, what: str) -> str:
     if not _NAME_RE.match(name or ""):
-        raise UsageError(f"{what}: invalid name {name!r} (lower-case letters, digits, '-' and '.')")
+        raise UsageError(f"{what}: invalid name {name[:80]!r} (lower-case letters, digits, "
+                         f"'-' and '.', at most 63)")
     return name
 
 

@@ -377,3 +377,15 @@ def test_fly_rejects_resource_limits(tmp_path):
         with pytest.raises(UsageError, match="fly applies no resource limits"):
             build_manifest(paths, PodOptions(stage1="fly"), [f])
     assert not (tmp_path / "data").exists()  # rejected before any fetch
+
+
+def test_app_names_are_short_and_never_empty():
+    assert parse_apps(["img", "--name", "x"]).apps[0].name == "x"
+    with pytest.raises(UsageError, match="--name needs a value"):
+        parse_apps(["img", "--name="])
+    with pytest.raises(UsageError, match="at most 63"):
+        a.assign_names([a.AppFlags(image="img", name="a" * 64)])
+    assert a.assign_names([a.AppFlags(image="img", name="a" * 63)]) == ["a" * 63]
+    long = "oci:/x/" + "b" * 100 + ":v1"
+    names = a.assign_names([a.AppFlags(image=long), a.AppFlags(image=long)])
+    assert names == ["b" * 56, "b" * 56 + "-2"]
