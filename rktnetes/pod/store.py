@@ -171,6 +171,16 @@ class Pod:
 
     # -- files inside the pod ---------------------------------------------------------------
 
+    def manifest_for_view(self) -> PodManifest:
+        """The manifest, for commands that show the pod: any failure is one PodError line."""
+        try:
+            return self.manifest()
+        except FileNotFoundError:
+            raise PodError(f"pod {self.uuid} has no manifest (it is being created or "
+                           f"removed)") from None
+        except OSError as e:  # (one that does not parse raises UnreadableManifest)
+            raise PodError(f"pod {self.uuid}: unreadable manifest: {e}") from None
+
     def manifest(self) -> PodManifest:
         """FileNotFoundError before it is written; UnreadableManifest if it does not parse."""
         try:

@@ -416,12 +416,7 @@ def views(pod: Pod) -> list[AppStatus]:
     """Every app of the pod as recorded; apps recorded running in a pod whose monitor is gone
     show as `unknown` (their processes may or may not be there until `rkt stop` cleans up)."""
     pod.refresh()
-    try:
-        m = pod.manifest()
-    except FileNotFoundError:
-        raise PodError(f"pod {pod.uuid} has no manifest (it is being created or removed)") from None
-    except OSError as e:  # (one that does not parse raises UnreadableManifest)
-        raise PodError(f"pod {pod.uuid}: unreadable manifest: {e}") from None
+    m = pod.manifest_for_view()
     alive = pod.state == RUN and monitor_alive(pod)
     out = []
     for a in m.apps:

@@ -93,12 +93,7 @@ class PodStatus:
 def pod_status(pod: Pod, app_states: bool = True) -> PodStatus:
     """Everything known about a pod; a `run` pod whose lock is free shows as exited.
     app_states=False: the apps' states are not read (they show as unknown)."""
-    try:
-        m = pod.manifest()
-    except FileNotFoundError:
-        raise PodError(f"pod {pod.uuid} has no manifest (it is being created or removed)") from None
-    except OSError as e:  # (one that does not parse raises UnreadableManifest)
-        raise PodError(f"pod {pod.uuid}: unreadable manifest: {e}") from None
+    m = pod.manifest_for_view()
     ps = pod.pod_state()
     state = display_state(pod.state)
     error = str(ps.get("error") or ps.get("setup_error") or "")

@@ -37,6 +37,8 @@ from rktnetes.proto.v1alpha import api_pb2 as pb
 from rktnetes.proto.v1alpha import api_pb2_grpc as pb_grpc
 from rktnetes.store import Store
 
+from .pod_helpers import wait_for
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -184,16 +186,6 @@ def make_image(store: Store, refs: list[str], labels: dict | None = None,
     store.blobs.put_bytes(layer.blob)
     mdigest = store.blobs.put_bytes(manifest)
     return commit_image(store, mdigest, refs).id
-
-
-def wait_for(cond, timeout: float = 10.0, what: str = "condition"):
-    end = time.time() + timeout
-    while time.time() < end:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class EventCollector:
