@@ -64,17 +64,17 @@ def start(paths: Paths, pod: Pod, lock: PodLock, detach: bool, interactive: bool
             Path(uuid_file).write_text(pod.uuid + "\n")
         except OSError as e:  # checked before the pod was made; the caller discards it
             raise PodError(f"--uuid-file-save {uuid_file[:80]}: {e.strerror or e}") from None
+    if detach:
+        return spawn_detached(paths, pod, lock)
     pod.move(RUN)
-    if not detach:
-        from rktnetes.supervise.monitor import run_foreground
+    from rktnetes.supervise.monitor import run_foreground
 
-        _flush_stdio()
-        code = run_foreground(str(paths.data), str(paths.config), pod.uuid, lock.fd)
-        # The pod has exited and all of it is on disk: leave without the interpreter's
-        # teardown of every module loaded by now (~20 ms of each `rkt run`).
-        _flush_stdio()
-        os._exit(code)
-    return spawn_detached(paths, pod, lock)
+    _flush_stdio()
+    code = run_foreground(str(paths.data), str(paths.config), pod.uuid, lock.fd)
+    # The pod has exited and all of it is on disk: leave without the interpreter's teardown
+    # of every module loaded by now (~20 ms of each `rkt run`).
+    _flush_stdio()
+    os._exit(code)
 
 
 def _flush_stdio() -> None:
@@ -87,25 +87,35 @@ def _flush_stdio() -> None:
 
 
 def spawn_detached(paths: Paths, pod: Pod, lock: PodLock) -> int:
+    """Move the prepared pod to `run` and hand it to a monitor of its own (a new session, so
+    our ^C is not its); return once it has started the pod. A ^C from the move until the
+    monitor holds the pod is held back, then raised as StartInterrupted, which names the pod:
+    no pod is ever left in `run` without a monitor, nor running unnamed."""
+    import signal
     import subprocess  # here: a foreground run never needs it, and it costs milliseconds
 
-    fd = lock.inheritable()
-    log_path = pod.path / "monitor.log"
-    proc = None
+    held: list[int] = []
+    old = signal.signal(signal.SIGINT, lambda sig, frame: held.append(sig))
     try:
-        with open(os.devnull, "rb") as devnull, open(log_path, "ab") as logf:
-            proc = subprocess.Popen(monitor_argv(paths, pod.uuid, fd), stdin=devnull,
-                                    stdout=logf, stderr=logf, pass_fds=(fd,),
-                                    start_new_session=True)
-    except BaseException:  # ^C, or no monitor could start: the pod never ran
-        if proc is None:
+        fd = lock.inheritable()
+        pod.move(RUN)
+        try:
+            with open(os.devnull, "rb") as devnull, \
+                    open(pod.path / "monitor.log", "ab") as logf:
+                proc = subprocess.Popen(monitor_argv(paths, pod.uuid, fd), stdin=devnull,
+                                        stdout=logf, stderr=logf, pass_fds=(fd,),
+                                        start_new_session=True)
+        except BaseException:  # no monitor could start: the pod never ran
             pod.move(PREPARED)   # we still hold its lock; the caller discards or keeps it
-        raise
-    lock.close()  # the monitor's copy of the descriptor holds the lock from here on
+            raise
+        lock.close()  # the monitor's copy of the descriptor holds the lock from here on
+    finally:
+        signal.signal(signal.SIGINT, old)
     try:
+        if held:
+            raise KeyboardInterrupt
         wait_started(pod, proc)
     except KeyboardInterrupt:
-        # the monitor, in a session of its own, did not get the ^C: say what now runs
         raise StartInterrupted(f"interrupted; pod {pod.uuid} was already starting and goes on "
                                f"in the background (`rkt stop {pod.uuid}` stops it)") from None
     return 0

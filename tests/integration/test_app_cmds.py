@@ -490,24 +490,50 @@ def _get(urllib_request, url: str) -> str:
 def test_interrupted_sandbox_start_names_the_pod_it_leaves_running(r):
     """^C while `app sandbox` waits for its pod: the monitor (a session of its own) goes on,
     and the user is told which pod runs. The ^C lands as soon as the pod's directory is in
-    `run`, which is usually during that wait. Landing earlier (before the monitor was
-    spawned) leaves no pod at all; later, the UUID is printed as usual: no pod runs unnamed."""
+    `run`: held back until the monitor holds the pod, or during the wait for it; should it
+    land after, the UUID is printed as usual: no pod runs unnamed."""
     run_dir = r.paths.pods / "run"
     p = subprocess.Popen(r.argv("app", "sandbox", "--net=none"), stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
     wait_for(lambda: run_dir.is_dir() and any(run_dir.iterdir()), 30, "the pod in run/")
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=60)
-    pods = [d.name for d in r.paths.pods.glob("*/*")]
-    if p.returncode == 130 and not pods:
-        assert err == "rkt: interrupted\n", err       # before its monitor: nothing left
-        return
-    (uuid,) = pods
+    (uuid,) = [d.name for d in r.paths.pods.glob("*/*")]
     if p.returncode == 130:
         assert err.strip() == (f"rkt: interrupted; pod {uuid} was already starting and goes on "
                                f"in the background (`rkt stop {uuid}` stops it)"), err
     else:
         assert p.returncode == 0 and out.strip().splitlines()[-1] == uuid, (p.returncode, err)
+    wait_for(lambda: status(r, uuid)["state"] == "running", 30, "the pod running")
+    r("stop", uuid)
+    r("rm", uuid)
+    assert_nothing_left(r, [uuid])
+
+
+def test_a_held_back_interrupt_still_leaves_the_pod_its_monitor(r):
+    """The ^C that lands between the move to `run` and the monitor's holding the pod (here:
+    sent by the step that makes the lock inheritable, in this very process) is held back,
+    then reported with the pod's name once the monitor has it: never a pod in `run` that no
+    monitor holds."""
+    from rktnetes.errors import StartInterrupted
+    from rktnetes.pod.store import PodStore
+    from rktnetes.stage0 import run as runmod
+
+    uuid = r("prepare", "--quiet", "--net=none", IMAGE, "--exec", "/bin/sleep", "--", "1000"
+             ).stdout.strip()
+    pod = PodStore(r.paths.pods).find(uuid)
+    lock = pod.lock()
+    assert lock.acquire(blocking=False)
+    real = lock.inheritable
+
+    def interrupted_meanwhile():
+        os.kill(os.getpid(), signal.SIGINT)
+        return real()
+
+    lock.inheritable = interrupted_meanwhile
+    with pytest.raises(StartInterrupted, match=f"pod {uuid} was already starting"):
+        runmod.spawn_detached(r.paths, pod, lock)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler   # restored
     wait_for(lambda: status(r, uuid)["state"] == "running", 30, "the pod running")
     r("stop", uuid)
     r("rm", uuid)
