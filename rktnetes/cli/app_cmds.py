@@ -223,7 +223,8 @@ def split_add_flags(tokens: list[str]) -> tuple[list[str], AddOptions]:
 def cmd_add(args, paths: Paths) -> int:
     from .run_grammar import APP_FLAGS
 
-    if args.rest[:1] and args.rest[0] in ("-h", "--help"):  # `app add UUID --help`
+    own = args.rest[:args.rest.index("--")] if "--" in args.rest else args.rest
+    if "-h" in own or "--help" in own:  # `app add UUID [add flags] --help`, not an app's args
         raise HelpWanted()
     rest, x = split_add_flags(args.rest)
     if rest and rest[0].partition("=")[0] in APP_FLAGS:

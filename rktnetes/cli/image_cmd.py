@@ -167,9 +167,12 @@ def cmd_export(args, paths: Paths) -> int:
     from rktnetes.image.export import export_image, export_to_stream, target_path
 
     if args.out == "-":
-        if sys.stdout.isatty():
-            raise UsageError("refusing to write an archive to a terminal: redirect standard "
-                             "output, or give a file")
+        if args.overwrite:
+            raise UsageError("--overwrite replaces a file: it has no meaning with - (standard "
+                             "output)")
+        if sys.stdout is None or sys.stdout.isatty():
+            raise UsageError("refusing to write an archive to a terminal or a closed standard "
+                             "output: redirect it, or give a file")
         store = _store(paths)
         export_to_stream(store, find_image(store, args.image), sys.stdout.buffer)
         return 0

@@ -263,7 +263,7 @@ def cmd_stop(args, paths: Paths) -> int:
 
     if args.force and args.timeout is not None:
         raise UsageError("--force kills at once: it takes no --timeout")
-    timeout = parse_duration(args.timeout or "10s", "--timeout")
+    timeout = parse_duration("10s" if args.timeout is None else args.timeout, "--timeout")
     return _each_pod(args, paths, lambda pod: stopmod.stop(paths, pod, timeout, args.force))
 
 

@@ -22,8 +22,6 @@ from . import digest as dg
 
 log = getLogger(__name__)
 SCHEMA_VERSION = 1
-# `touch` writes a use only this long after the last one it wrote (seconds)
-TOUCH_EVERY = 60.0
 
 
 @dataclass
@@ -102,6 +100,7 @@ class ImageStore:
             if old:
                 rec.references = _merge(old.references, rec.references)
                 rec.imported_at = old.imported_at or rec.imported_at
+                rec.last_used = max(old.last_used, rec.last_used)  # a re-fetch is no use
             if claim_references and rec.references:
                 for other in self.all():
                     if other.id != rec.id and set(other.references) & set(rec.references):
@@ -110,15 +109,10 @@ class ImageStore:
             atomic_write_json(self._path(rec.id), rec.to_json())
 
     def touch(self, image_id: str, when: float | None = None) -> None:
-        """Record a use of the image (for `rkt image gc`). A use within TOUCH_EVERY seconds
-        of the recorded one is not written again: grace periods are minutes to days, and
-        the record is fsync'd on every write."""
-        now = when or time.time()
+        """Record a use of the image (for `rkt image gc`)."""
         with self.lock.held():
             rec = self.get(image_id)
-            if when is None and 0 <= now - rec.last_used < TOUCH_EVERY:
-                return
-            rec.last_used = now
+            rec.last_used = when or time.time()
             atomic_write_json(self._path(rec.id), rec.to_json())
 
     def remove_record(self, image_id: str) -> None:

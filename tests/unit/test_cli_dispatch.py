@@ -163,6 +163,9 @@ def test_logging_configured_when_first_imported():
     (["help", "image", "bogus"], "rkt image: argument SUBCOMMAND: invalid choice: 'bogus'"),
     (["stop", "--force", "--timeout", "3s", "abc"],
      "rkt: --force kills at once: it takes no --timeout"),
+    (["stop", "--timeout=", "abc"], "rkt: --timeout: invalid duration ''"),
+    (["image", "export", "builtin:busybox", "-", "--overwrite"],
+     "rkt: --overwrite replaces a file: it has no meaning with -"),
 ])
 def test_refused_command_lines_are_one_line(capsys, argv, line):
     from rktnetes.cli.main import main
@@ -188,6 +191,7 @@ def test_the_foreground_monitor_preloads_cni_for_pods_on_cni_networks(networks, 
     (["prepare", "img", "--name", "x", "-h"], "usage: rkt prepare [POD FLAGS] IMAGE"),
     (["app", "add", "abc", "--help"], "usage: rkt app add UUID IMAGE"),
     (["app", "add", "abc", "img", "--exec", "/x", "-h"], "usage: rkt app add UUID IMAGE"),
+    (["app", "add", "abc", "--pull-policy=never", "--help"], "usage: rkt app add UUID IMAGE"),
 ])
 def test_help_among_app_flags_prints_the_commands_help(capsys, argv, usage):
     from rktnetes.cli.main import main
