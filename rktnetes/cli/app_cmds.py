@@ -223,10 +223,9 @@ def split_add_flags(tokens: list[str]) -> tuple[list[str], AddOptions]:
 def cmd_add(args, paths: Paths) -> int:
     from .run_grammar import APP_FLAGS
 
-    own = args.rest[:args.rest.index("--")] if "--" in args.rest else args.rest
-    if "-h" in own or "--help" in own:  # `app add UUID [add flags] --help`, not an app's args
-        raise HelpWanted()
     rest, x = split_add_flags(args.rest)
+    if rest[:1] in (["-h"], ["--help"]):  # before the image; after it, parse_apps sees them
+        raise HelpWanted()
     if rest and rest[0].partition("=")[0] in APP_FLAGS:
         raise UsageError(f"{rest[0].partition('=')[0]} is an app flag: put it after the image "
                          f"it applies to")

@@ -19,7 +19,7 @@ class BadArguments(UsageError):
 
     def __init__(self, prog: str, message: str):
         super().__init__(f"{message} (see '{prog} --help')")
-        self.prog = prog
+        self.prog, self.message = prog, message
 
 
 class _Parser(argparse.ArgumentParser):
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     except BadArguments as e:
         # what the top parser refuses after a command (an unknown flag) is that command's
         if e.prog == "rkt" and word:
-            e = BadArguments(f"rkt {word}", str(e).rsplit(" (see ", 1)[0])
+            e = BadArguments(f"rkt {word}", e.message)
         print(f"{e.prog}: {e}", file=sys.stderr)
         return e.exit_code
     debug = getattr(args, "debug", False)

@@ -21,12 +21,11 @@ def parse_insecure_options(values: list[str]) -> set[str]:
     http and tls. UsageError for an unknown one."""
     out: set[str] = set()
     for v in values:
-        for o in (x.strip() for x in v.split(",")):
-            if o and o not in INSECURE_OPTIONS:
+        for o in filter(None, (x.strip() for x in v.split(","))):
+            if o not in INSECURE_OPTIONS:
                 raise UsageError(f"--insecure-options: unknown option {o!r} "
                                  f"(known: {', '.join(INSECURE_OPTIONS)})")
             out.add(o)
-    out.discard("")
     if out & {"all", "all-fetch"}:
         out |= {"http", "tls", "image"}
     return out
