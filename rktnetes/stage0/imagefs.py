@@ -1,37 +1,30 @@
 """Looking up a path in an image's merged layers without mounting them.
 
 The layer cache holds each layer unpacked in its own directory; the merged view is what overlayfs
-would show: upper layers win, whiteouts hide lower entries (both the OCI `.wh.NAME` files and
-overlay's 0/0 character devices), opaque directories hide everything below them. Symlinks are
-followed inside the image, never out to the host.
+would show, computed the way overlayfs looks a path up: a directory's content comes from the
+layers, top down, that hold it as a directory, until one marks it opaque; a whiteout (an OCI
+`.wh.NAME` file, or overlay's 0/0 character device) or a non-directory ends the stack below it.
+Symlinks are resolved inside the image, never out to the host, and nothing on the host is
+followed: each layer's entries are reached through rktnetes.host.inroot without symlinks.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import posixpath
 import stat
 from pathlib import Path
 
+from rktnetes.host import inroot
+
 WH_PREFIX = ".wh."
 WH_OPAQUE = ".wh..wh..opq"
-_MAX_LINKS = 40
+_MAX_LINKS = inroot.MAX_SYMLINKS
 
 
 def _is_whiteout(st: os.stat_result) -> bool:
     return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
-
-
-def _is_opaque(d: str) -> bool:
-    if os.path.lexists(os.path.join(d, WH_OPAQUE)):
-        return True
-    for attr in ("trusted.overlay.opaque", "user.overlay.opaque"):
-        try:
-            if os.getxattr(d, attr, follow_symlinks=False) == b"y":
-                return True
-        except OSError:
-            pass
-    return False
 
 
 class LayeredFS:
@@ -39,68 +32,135 @@ class LayeredFS:
 
     def __init__(self, layers_bottom_up: list[Path]):
         self.layers = [str(p) for p in reversed(layers_bottom_up)]  # top-down
+        self._fds: list[int] | None = None
 
-    def _entry(self, path: str) -> tuple[str, os.stat_result] | None:
-        """The top-most layer's entry for an already-resolved parent + name."""
-        parent, name = posixpath.split(path)
-        for top in self.layers:
-            ldir = top + parent
-            if os.path.lexists(os.path.join(ldir, WH_PREFIX + name)):
+    def __del__(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for fd in self._fds or ():
+            os.close(fd)
+        self._fds = None
+
+    @property
+    def fds(self) -> list[int]:
+        if self._fds is None:
+            self._fds = [inroot.open_root(p) for p in self.layers]
+        return self._fds
+
+    # -- one layer ------------------------------------------------------------------------------
+
+    def _lstat(self, i: int, path: str) -> os.stat_result | None:
+        """The entry at `path` in layer `i` itself (no symlink followed), or None."""
+        try:
+            fd = inroot.open_in(self.fds[i], path, follow=False, symlinks=False)
+        except OSError as e:
+            if e.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
                 return None
-            full = top + path
-            try:
-                st = os.lstat(full)
-            except (FileNotFoundError, NotADirectoryError):
-                if parent != "/" and os.path.isdir(ldir) and _is_opaque(ldir):
-                    return None
+            raise
+        try:
+            return os.fstat(fd)
+        finally:
+            os.close(fd)
+
+    def _opaque(self, i: int, path: str) -> bool:
+        if self._lstat(i, posixpath.join(path, WH_OPAQUE)) is not None:
+            return True
+        try:
+            fd = inroot.open_in(self.fds[i], path, symlinks=False)
+        except OSError:
+            return False
+        try:
+            for attr in ("trusted.overlay.opaque", "user.overlay.opaque"):
+                try:
+                    if os.getxattr(inroot.fd_path(fd), attr) == b"y":
+                        return True
+                except OSError:
+                    pass
+        finally:
+            os.close(fd)
+        return False
+
+    # -- the merged view --------------------------------------------------------------------------
+
+    def _lookup(self, stack: list[int], parent: str, name: str
+                ) -> tuple[int, os.stat_result, list[int]] | None:
+        """The entry `name` in the merged directory `parent` whose layers are `stack` (top
+        down): (layer, lstat, the child's own stack if it is a directory), or None."""
+        path = posixpath.join(parent, name)
+        found: tuple[int, os.stat_result] | None = None
+        child: list[int] = []
+        for i in stack:
+            if self._lstat(i, posixpath.join(parent, WH_PREFIX + name)) is not None:
+                break
+            st = self._lstat(i, path)
+            if st is None:
                 continue
             if _is_whiteout(st):
-                return None
-            return full, st
-        return None
+                break
+            if found is None:
+                found = (i, st)
+            if not stat.S_ISDIR(st.st_mode) or not stat.S_ISDIR(found[1].st_mode):
+                break   # a non-directory hides what lower layers have there
+            child.append(i)
+            if self._opaque(i, path):
+                break
+        if found is None:
+            return None
+        return found[0], found[1], child
 
-    def _walk(self, path: str) -> tuple[str, tuple[str, os.stat_result] | None] | None:
-        """Follow `path` inside the image: (its canonical path, the final entry's (host path,
-        lstat), None for the root), or None if missing, looping, or through a non-directory."""
+    def _walk(self, path: str, follow: bool = True
+              ) -> tuple[str, int, os.stat_result | None] | None:
+        """Follow `path` inside the image: (its canonical path, its layer, its lstat), with
+        layer -1 and lstat None for the root; None if missing, looping, or through a
+        non-directory. follow=False: a final symlink is not followed."""
         todo = [c for c in path.split("/") if c]
-        cur = "/"
+        # every component walked: (canonical path, its stack of layers, its layer, its lstat)
+        walked: list[tuple[str, list[int], int, os.stat_result | None]] = [
+            ("/", list(range(len(self.layers))), -1, None)]
         links = 0
-        found: tuple[str, os.stat_result] | None = None
         while todo:
             comp = todo.pop(0)
             if comp == ".":
                 continue
             if comp == "..":
-                cur = posixpath.dirname(cur) or "/"
+                if len(walked) > 1:
+                    walked.pop()
                 continue
-            nxt = posixpath.join(cur, comp)
-            found = self._entry(nxt)
-            if found is None:
+            cur, stack, _, st = walked[-1]
+            if st is not None and not stat.S_ISDIR(st.st_mode):
+                return None   # a path through a file
+            got = self._lookup(stack, cur, comp)
+            if got is None:
                 return None
-            full, st = found
-            if stat.S_ISLNK(st.st_mode):
+            i, st, child = got
+            if stat.S_ISLNK(st.st_mode) and (todo or follow):
                 links += 1
                 if links > _MAX_LINKS:
                     return None
-                target = os.readlink(full)
+                pfd = inroot.open_in(self.fds[i], cur, symlinks=False)
+                try:
+                    target = os.readlink(comp, dir_fd=pfd)
+                finally:
+                    os.close(pfd)
+                if target.startswith("/"):
+                    walked = walked[:1]
                 todo = [c for c in target.split("/") if c] + todo
-                cur = "/" if target.startswith("/") else cur
-                found = None
                 continue
-            if todo and not stat.S_ISDIR(st.st_mode):
-                return None
-            cur = nxt
-        return cur, found
+            walked.append((posixpath.join(cur, comp), child, i, st))
+        canon, _, i, st = walked[-1]
+        return canon, i, st
 
     def resolve(self, path: str) -> tuple[str, os.stat_result] | None:
-        """(host path, lstat) of the entry at `path` after following symlinks, or None."""
+        """(canonical path, lstat) of the entry at `path` after following symlinks, or None.
+        The root itself is ("/", its stat)."""
         walked = self._walk(path)
         if walked is None:
             return None
-        cur, found = walked
-        if found is None and cur == "/":
-            return (self.layers[0], os.stat(self.layers[0])) if self.layers else None
-        return found
+        canon, i, st = walked
+        if st is None:
+            return ("/", os.fstat(self.fds[0])) if self.layers else None
+        return canon, st
 
     def is_executable(self, path: str) -> bool:
         r = self.resolve(path)
@@ -120,30 +180,18 @@ class LayeredFS:
                 return posixpath.join(d, cmd)
         return None
 
-    def read_text(self, path: str, limit: int = 4 << 20) -> str:
-        """The contents of the regular file at `path` as stage1 would read it from the mounted
-        rootfs: the directories on the way are followed (inside the image), a symlink as the
-        final component is not (it reads as empty). Missing or not a file: ""."""
-        parent, name = posixpath.split(posixpath.normpath("/" + path.lstrip("/")))
-        canon = self._canonical(parent)  # the directory, resolved inside the image
-        if canon is None or not name:
-            return ""
-        e = self._entry(posixpath.join(canon, name))
-        if e is None or not stat.S_ISREG(e[1].st_mode):
-            return ""
-        try:
-            with open(e[0], "rb") as f:
-                return f.read(limit).decode(errors="replace")
-        except OSError:
-            return ""
-
-    def _canonical(self, path: str) -> str | None:
-        """`path` with every symlink resolved inside the image, or None if it is not a
-        directory there."""
+    def read_file(self, path: str, limit: int) -> bytes | None:
+        """The regular file at `path`, as a process in the image would read it (symlinks
+        followed inside the image), at most `limit` bytes; None if nothing is there.
+        inroot.NotRegularFile, or OSError(EFBIG), as rktnetes.host.inroot.read_file."""
         walked = self._walk(path)
         if walked is None:
             return None
-        cur, found = walked
-        if found is not None and not stat.S_ISDIR(found[1].st_mode):
-            return None
-        return cur
+        canon, i, st = walked
+        if st is None:
+            raise inroot.NotRegularFile(errno.EINVAL, f"{path} is a directory, not a regular file")
+        fd = inroot.open_in(self.fds[i], canon, follow=False, symlinks=False)
+        try:
+            return inroot.read_fd(fd, limit, path)
+        finally:
+            os.close(fd)

@@ -122,49 +122,23 @@ class ExecError(Stage1Error):
         self.exit_code = exit_code
 
 
-MAX_SYMLINKS = 40
+def _stat_in_root(root_fd: int, path: str) -> os.stat_result | None:
+    """What `path` names for a process whose root is `root_fd` (symlinks followed inside it,
+    through rktnetes.host.inroot), or None if nothing is there."""
+    from rktnetes.host import inroot
 
-
-def resolve_in_root(root: str, path: str) -> str | None:
-    """The host path of `path` as seen by a process whose root directory is `root` (symlinks,
-    absolute ones included, resolved inside it, never escaping it); None if a component is
-    missing or the chain of links too long."""
-    parts = [p for p in path.split("/") if p]
-    done: list[str] = []
-    links = 0
-    while parts:
-        part = parts.pop(0)
-        if part == ".":
-            continue
-        if part == "..":
-            if done:
-                done.pop()
-            continue
-        host = os.path.join(root, *done, part)
-        try:
-            target = os.readlink(host)
-        except FileNotFoundError:
-            return None
-        except OSError:  # not a link (EINVAL), or not a directory on the way (ENOTDIR)
-            if not os.path.lexists(host):
-                return None
-            done.append(part)
-            continue
-        links += 1
-        if links > MAX_SYMLINKS:
-            return None
-        if target.startswith("/"):
-            done = []
-        parts = [p for p in target.split("/") if p] + parts
-    return os.path.join(root, *done)
-
-
-def _runnable(host_path: str, uid: int, gids: set[int]) -> str:
-    """"" if the file can be exec'd by uid/gids, else why not."""
     try:
-        st = os.stat(host_path)
-    except OSError as e:
-        return e.strerror or str(e)
+        fd = inroot.open_in(root_fd, path)
+    except OSError:
+        return None
+    try:
+        return os.fstat(fd)
+    finally:
+        os.close(fd)
+
+
+def _runnable(st: os.stat_result, uid: int, gids: set[int]) -> str:
+    """"" if the file can be exec'd by uid/gids, else why not."""
     import stat as stmod
 
     if stmod.S_ISDIR(st.st_mode):
@@ -202,10 +176,17 @@ def check_command(pid: int, app_name: str, argv: list[str], cwd: str = "") -> No
         with open(f"/proc/{pid}/environ", "rb") as f:
             env = dict(kv.decode(errors="replace").split("=", 1)
                        for kv in f.read().split(b"\0") if b"=" in kv)
-        if not os.path.isdir(root + "/"):
-            return
+        root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     except (OSError, KeyError, ValueError, IndexError):
         return  # gone or not ours to read: the runtime reports what it finds
+    try:
+        _check_in_root(root_fd, app_name, cmd, cwd, env, uid, gids)
+    finally:
+        os.close(root_fd)
+
+
+def _check_in_root(root_fd: int, app_name: str, cmd: str, cwd: str, env: dict[str, str],
+                   uid: int, gids: set[int]) -> None:
     if not cmd:
         raise ExecError("empty command", NOT_FOUND_CODE)
     if "/" in cmd:
@@ -216,10 +197,10 @@ def check_command(pid: int, app_name: str, argv: list[str], cwd: str = "") -> No
                       os.path.join(cwd or "/", d or ".", cmd) for d in path_var.split(":")]
     denied = ""
     for c in candidates:
-        host = resolve_in_root(root, c)
-        if host is None or not os.path.lexists(host):
+        st = _stat_in_root(root_fd, c)
+        if st is None:
             continue
-        why = _runnable(host, uid, gids)
+        why = _runnable(st, uid, gids)
         if not why:
             return
         denied = denied or f"{c}: {why}"

@@ -24,14 +24,41 @@ from .base import PodContext, Stage1, check_command
 HOST_BINDS = ("/dev", "/proc", "/sys")
 
 
-def _mkpoint(root: Path, target: str, like: str) -> Path:
-    p = root / target.lstrip("/")
-    if os.path.isdir(like):
-        p.mkdir(parents=True, exist_ok=True)
-    elif not p.exists():
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.touch()
-    return p
+def _mountpoint(root_fd: int, target: str, source: str) -> int:
+    """An O_PATH fd of the mount point for `source` at `target` in the rootfs, made where it is
+    missing: `target` is resolved inside the rootfs (an image's symlink never points a mount at
+    the host), and the mount goes onto the fd itself, not onto a path looked up again."""
+    from rktnetes.host import inroot
+
+    try:
+        if os.path.isdir(source):
+            return inroot.make_dirs_in(root_fd, target)
+        return inroot.make_file_in(root_fd, target)
+    except OSError as e:
+        raise OSError(f"cannot mount {source} on {target}: {e.strerror or e}") from None
+
+
+def _bind(root_fd: int, source: str, target: str, readonly: bool) -> None:
+    from rktnetes.host import inroot
+
+    fd = _mountpoint(root_fd, target, source)
+    try:
+        try:
+            lsys.mount(source, inroot.fd_path(fd), "", lsys.MS_BIND | lsys.MS_REC)
+            if readonly:
+                # the fd names the directory under the new mount: the remount needs its root,
+                # which a fresh lookup (inside the rootfs, as before) crosses into
+                mounted = inroot.open_in(root_fd, target)
+                try:
+                    lsys.mount("none", inroot.fd_path(mounted), "",
+                               lsys.MS_BIND | lsys.MS_REMOUNT | lsys.MS_RDONLY)
+                finally:
+                    os.close(mounted)
+        except OSError as e:
+            raise OSError(f"cannot mount {source} on {target}: "
+                          f"{os.strerror(e.errno) if e.errno else e}") from None
+    finally:
+        os.close(fd)
 
 
 class FlyStage1(Stage1):
@@ -48,7 +75,7 @@ class FlyStage1(Stage1):
 
         from . import ocispec, rootfs, users
 
-        store = Store(ctx.paths.store)
+        store = Store.open(ctx.paths)
         try:
             rec, image = rootfs.image_of(store, app.image_id)
         except Exception as e:  # noqa: BLE001 - the monitor names the app
@@ -65,14 +92,12 @@ class FlyStage1(Stage1):
             lsys.unshare(lsys.CLONE_NEWNS)
             lsys.mount("none", "/", "", lsys.MS_REC | lsys.MS_SLAVE)
             root = Path(rootfs.mount(ov, store, rec))
+            root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
             for src in HOST_BINDS:
-                lsys.mount(src, str(_mkpoint(root, src, src)), "", lsys.MS_BIND | lsys.MS_REC)
+                _bind(root_fd, src, src, False)
             for b in binds:
-                target = str(_mkpoint(root, b.target, b.source))
-                lsys.mount(b.source, target, "", lsys.MS_BIND | lsys.MS_REC)
-                if b.readonly:
-                    lsys.mount("none", target, "",
-                               lsys.MS_BIND | lsys.MS_REMOUNT | lsys.MS_RDONLY)
+                _bind(root_fd, b.source, b.target, b.readonly)
+            os.close(root_fd)
             if app.readonly_rootfs:
                 # Only the rootfs mount itself: the /dev, /proc, /sys and volume binds on it
                 # keep their own flags. Done last, since mount points had to be created first.
@@ -81,7 +106,10 @@ class FlyStage1(Stage1):
             env.update(dict(kv.split("=", 1) for kv in
                             ocispec.process_env(app, image, ident, os.uname().nodename)))
             os.chroot(root)
-            os.chdir(cwd)
+            try:
+                os.chdir(cwd)
+            except OSError as e:
+                raise OSError(f"working directory {cwd}: {e.strerror}") from None
             os.setgroups(ident.additional_gids)
             os.setgid(ident.gid)
             os.setuid(ident.uid)

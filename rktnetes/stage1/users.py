@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,16 +60,31 @@ def resolve(user: str, group: str, passwd: str, group_file: str,
     return Identity(uid, gid, extra, home)
 
 
-def resolve_in(rootfs: Path, user: str, group: str, extra_gids: list[int] | None = None) -> Identity:
-    """Read the rootfs's passwd/group (without following symlinks out of it) and resolve."""
+ID_FILE_LIMIT = 4 << 20   # bytes of /etc/passwd or /etc/group read at most
 
-    def read(rel: str) -> str:
-        p = rootfs / rel
+
+def identity_files(read: Callable[[str, int], bytes | None]) -> tuple[str, str]:
+    """The image's /etc/passwd and /etc/group, through `read(path, limit)`: an in-root reader
+    (rktnetes.host.inroot.read_file on a mounted rootfs, LayeredFS.read_file on the layers),
+    so prepare and start read the same files the same way. Missing reads as empty; anything
+    but a regular file of sane size is a Stage1Error."""
+    texts = []
+    for path in ("/etc/passwd", "/etc/group"):
         try:
-            if p.is_symlink():
-                return ""
-            return p.read_text(errors="replace")
-        except (FileNotFoundError, NotADirectoryError):
-            return ""
+            data = read(path, ID_FILE_LIMIT)
+        except OSError as e:
+            raise Stage1Error(f"the image's {e.strerror or e}") from None
+        texts.append((data or b"").decode(errors="replace"))
+    return texts[0], texts[1]
 
-    return resolve(user, group, read("etc/passwd"), read("etc/group"), extra_gids)
+
+def resolve_in(rootfs: Path, user: str, group: str, extra_gids: list[int] | None = None) -> Identity:
+    """Resolve from the mounted rootfs's passwd/group, each path resolved inside it."""
+    from rktnetes.host import inroot
+
+    root = inroot.open_root(rootfs)
+    try:
+        passwd, grp = identity_files(lambda p, limit: inroot.read_file(root, p, limit))
+    finally:
+        os.close(root)
+    return resolve(user, group, passwd, grp, extra_gids)

@@ -310,7 +310,7 @@ def test_short():
 
 # -- reading files through the layers -----------------------------------------------------------
 
-def test_layered_read_text(tmp_path):
+def test_layered_read_file(tmp_path):
     low, up = tmp_path / "low", tmp_path / "up"
     (low / "etc").mkdir(parents=True)
     (low / "etc/passwd").write_text("root:x:0:0::/root:/bin/sh\n")
@@ -319,15 +319,49 @@ def test_layered_read_text(tmp_path):
     (up / "etc").mkdir(parents=True)
     (up / "etc/passwd").write_text("web:x:33:33::/:/bin/sh\n")
     (up / "etc/.wh.group").write_text("")
-    (up / "etc/hosts").symlink_to("/etc/passwd")       # a final symlink is not followed
-    (up / "cfg").symlink_to("etc")                      # a directory symlink is
+    (up / "etc/hosts").symlink_to("/etc/passwd")       # followed, inside the image
+    (up / "cfg").symlink_to("etc")                      # a directory symlink too
     fs = LayeredFS([low, up])
-    assert fs.read_text("/etc/passwd").startswith("web:")
-    assert fs.read_text("/cfg/passwd").startswith("web:")
-    assert fs.read_text("/etc/group") == ""
-    assert fs.read_text("/etc/hosts") == ""
-    assert fs.read_text("/etc/nope") == "" and fs.read_text("/nope/passwd") == ""
-    assert fs.read_text("/etc") == ""
+    assert fs.read_file("/etc/passwd", 1 << 20).startswith(b"web:")
+    assert fs.read_file("/cfg/passwd", 1 << 20).startswith(b"web:")
+    assert fs.read_file("/etc/hosts", 1 << 20).startswith(b"web:")
+    assert fs.read_file("/etc/group", 1 << 20) is None
+    assert fs.read_file("/etc/nope", 99) is None and fs.read_file("/nope/passwd", 99) is None
+    with pytest.raises(OSError, match="not a regular file"):
+        fs.read_file("/etc", 99)
+    with pytest.raises(OSError, match="larger than 3 bytes"):
+        fs.read_file("/etc/passwd", 3)
+
+
+def test_layered_fs_hidden_below_a_lower_non_directory(tmp_path):
+    """overlayfs semantics: a layer whose /etc is a symlink (or a whiteout) ends the stack of
+    /etc there: what the layers below hold in /etc is not in the merged view."""
+    bottom, mid, top = (tmp_path / n for n in ("bottom", "mid", "top"))
+    (bottom / "etc").mkdir(parents=True)
+    (bottom / "etc/group").write_text("hidden:x:1:\n")
+    mid.mkdir()
+    (mid / "etc").symlink_to("/elsewhere")
+    (top / "etc").mkdir(parents=True)
+    (top / "etc/passwd").write_text("root:x:0:0::/:/bin/sh\n")
+    fs = LayeredFS([bottom, mid, top])
+    assert fs.read_file("/etc/passwd", 99).startswith(b"root:")
+    assert fs.read_file("/etc/group", 99) is None
+
+
+def test_layered_fs_never_follows_host_symlinks(tmp_path):
+    """A symlink in a layer names a path in the image; the host's file of that name is never
+    read (the image's /etc here points at a host directory with its own passwd)."""
+    host = tmp_path / "host-etc"
+    host.mkdir()
+    (host / "passwd").write_text("alice:x:4321:4321::/:/bin/sh\n")
+    layer = tmp_path / "layer"
+    (layer / str(host).lstrip("/")).mkdir(parents=True)
+    (layer / str(host).lstrip("/") / "passwd").write_text("alice:x:1234:1234::/:/bin/sh\n")
+    (layer / "etc").symlink_to(str(host))
+    (layer / "up").symlink_to("../../../../../../..")
+    fs = LayeredFS([layer])
+    assert fs.read_file("/etc/passwd", 99).startswith(b"alice:x:1234")
+    assert fs.read_file(f"/up{host}/passwd", 99).startswith(b"alice:x:1234")
 
 
 def test_check_identity(tmp_path):

@@ -16,7 +16,8 @@ from rktnetes.errors import AmbiguousError, UsageError
 from rktnetes.logs import cri
 from rktnetes.pod.store import EXITED_GARBAGE, GARBAGE, PREPARED, RUN, PodStore
 from rktnetes.stage0.status import display_state, rfc3339, with_rfc3339
-from rktnetes.stage1.base import ExecError, check_command, resolve_in_root
+from rktnetes.host import inroot
+from rktnetes.stage1.base import ExecError, check_command
 
 
 # -- --uuid-file, empty and ambiguous UUIDs ----------------------------------------------------
@@ -131,10 +132,27 @@ def test_resolve_in_root_keeps_absolute_links_inside(tmp_path):
     os.symlink("/bin/busybox", root / "bin" / "sh")       # absolute: inside the root
     os.symlink("../../../../etc", root / "up")             # climbing: stops at the root
     os.symlink("loop", root / "loop")
-    assert resolve_in_root(str(root), "/bin/sh") == str(root / "bin" / "busybox")
-    assert resolve_in_root(str(root), "/up/passwd") == str(root / "etc" / "passwd")
-    assert resolve_in_root(str(root), "/nope/x") is None
-    assert resolve_in_root(str(root), "/loop") is None
+
+    def resolved(path: str) -> str | None:
+        fd = inroot.open_root(root)
+        try:
+            got = inroot.open_in(fd, path)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        try:
+            return os.readlink(inroot.fd_path(got))
+        finally:
+            os.close(got)
+
+    for fallback in (False, True):   # openat2, and the walk done where it is refused
+        inroot._openat2_works = False if fallback else None
+        assert resolved("/bin/sh") == str(root / "bin" / "busybox")
+        assert resolved("/up/passwd") == str(root / "etc" / "passwd")
+        assert resolved("/nope/x") is None
+        assert resolved("/loop") is None
+    inroot._openat2_works = None
 
 
 def test_check_command_in_our_own_root():
