@@ -10,6 +10,8 @@ import ctypes
 import errno
 import os
 
+from rktnetes.host.procs import starttime  # noqa: F401 - re-exported for its callers
+
 _libc = ctypes.CDLL(None, use_errno=True)
 
 CLONE_NEWNS = 0x00020000
@@ -89,18 +91,6 @@ def loopback_up() -> None:
         fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
     finally:
         s.close()
-
-
-def starttime(pid: int) -> int:
-    """Field 22 of /proc/PID/stat (clock ticks since boot): with the pid, names one process
-    even after the pid is reused. 0 if the process is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return 0
-    # comm (field 2) may hold spaces and parens: split after the last ')'
-    return int(stat[stat.rindex(b")") + 2:].split()[19])
 
 
 def mounts_under(prefix: str) -> list[str]:

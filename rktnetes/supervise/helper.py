@@ -46,6 +46,14 @@ class HelperGone(Exception):
     """The helper had exited before the call was sent."""
 
 
+class HelperAborted(HelperError):
+    """The caller gave up waiting (a stop is due): the call's worker was killed."""
+
+
+def _aborted(name: str) -> HelperAborted:
+    return HelperAborted(f"stage1 {name}: abandoned, the pod is being stopped")
+
+
 class Helper:
     """The monitor's end: forks the helper, makes calls, lets it go."""
 
@@ -64,10 +72,12 @@ class Helper:
         theirs.close()
         return cls(pid, ours, lock_fd)
 
-    def call(self, name: str, state: dict, args: list, fds: tuple[int, ...] = ()):
+    def call(self, name: str, state: dict, args: list, fds: tuple[int, ...] = (), wait=None):
         """Run actions.<name>(data, config, uuid, state, *args, *fds) in a worker. Raises
         HelperGone if the helper was gone before the call was sent (nothing ran: the caller
-        may start another helper), HelperError if the call failed."""
+        may start another helper), HelperError if the call failed. `wait(fd)`, if given, is
+        called to wait for the answer on `fd`; if it returns False the call is abandoned:
+        the helper is killed (its worker dies with it) and HelperAborted raised."""
         msg = json.dumps({"name": name, "args": args, "state": state}).encode()
         fds = (self.lock_fd, *fds)
         anc = [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack(f"{len(fds)}i", *fds))]
@@ -75,7 +85,18 @@ class Helper:
             self.sock.sendmsg([msg], anc)
         except OSError as e:
             raise HelperGone(str(e)) from None
+        if wait is not None and not wait(self.sock.fileno()):
+            self.kill()
+            raise _aborted(name)
         return _result(self.sock, name, "the helper died")
+
+    def kill(self) -> None:
+        """Kill the helper, its worker and whatever the worker runs, now; reap the helper."""
+        if not self.reaped:
+            from rktnetes.host.procs import kill_tree
+
+            kill_tree(self.pid)
+        self.close()
 
     def close(self) -> None:
         """Let the helper go (it exits on end of file) and reap it."""
@@ -110,7 +131,10 @@ def _serve(sock, data_dir: str, config_dir: str, uuid: str) -> None:
             if broken:
                 _answer(sock, {"error": broken})
             else:
-                _fork_worker(sock, req, fds, data_dir, config_dir, uuid)
+                pid = _spawn_worker(sock, req, fds, data_dir, config_dir, uuid)
+                _, status = os.waitpid(pid, 0)
+                if status != 0:
+                    _answer(sock, {"error": f"stage1 {req['name']}: its worker died"})
             for fd in fds:
                 os.close(fd)
     except BaseException:  # noqa: BLE001
@@ -134,10 +158,10 @@ def _result(sock, name: str, died: str):
     return res["ok"]
 
 
-def _fork_worker(sock, req: dict, fds: list[int], data_dir: str, config_dir: str,
-                 uuid: str) -> None:
-    """Run one call in a forked child that answers on `sock` and exits; answer for it if it
-    died. fds[0] is the pod's lock, which the child holds until it exits."""
+def _spawn_worker(sock, req: dict, fds: list[int], data_dir: str, config_dir: str,
+                  uuid: str) -> int:
+    """Fork a child that runs one call, answers on `sock` and exits; returns its pid.
+    fds[0] is the pod's lock, which the child holds until it exits."""
     pid = os.fork()
     if pid == 0:
         code = 1
@@ -149,9 +173,7 @@ def _fork_worker(sock, req: dict, fds: list[int], data_dir: str, config_dir: str
             code = 0
         finally:
             os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    if status != 0:
-        _answer(sock, {"error": f"stage1 {req['name']}: its worker died"})
+    return pid
 
 
 def run_action(name: str, state: dict, args: list, data_dir: str, config_dir: str,
@@ -203,7 +225,7 @@ class LocalHelper:
         self.lock_fd, self.flavor, self.cni = lock_fd, flavor, cni
         self.loaded = False
 
-    def call(self, name: str, state: dict, args: list, fds: tuple[int, ...] = ()):
+    def call(self, name: str, state: dict, args: list, fds: tuple[int, ...] = (), wait=None):
         if not self.loaded:
             try:
                 from rktnetes.supervise import actions
@@ -214,12 +236,21 @@ class LocalHelper:
             self.loaded = True
         ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
         try:
-            try:  # returns once the worker has answered and exited (or died)
-                _fork_worker(theirs, {"name": name, "state": state, "args": args},
-                             [self.lock_fd, *fds], self.data_dir, self.config_dir, self.uuid)
+            try:
+                pid = _spawn_worker(theirs, {"name": name, "state": state, "args": args},
+                                    [self.lock_fd, *fds], self.data_dir, self.config_dir,
+                                    self.uuid)
             finally:
                 theirs.close()
-            return _result(ours, name, "its worker died")
+            try:
+                if wait is not None and not wait(ours.fileno()):
+                    from rktnetes.host.procs import kill_tree
+
+                    kill_tree(pid)
+                    raise _aborted(name)
+                return _result(ours, name, "its worker died")
+            finally:
+                os.waitpid(pid, 0)
         finally:
             ours.close()
 

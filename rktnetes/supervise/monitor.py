@@ -33,12 +33,13 @@ import signal
 import sys
 import time
 
+from rktnetes.host import signals
 from rktnetes.logs.cri import FULL, LineWriter, format_line
 from rktnetes.stage1 import sys as lsys
 from rktnetes.stage1.proc import exit_code
 
 from .helper import IDLE as HELPER_IDLE
-from .helper import Helper, HelperError, HelperGone, LocalHelper
+from .helper import Helper, HelperAborted, HelperError, HelperGone, LocalHelper
 
 DEFAULT_STOP_TIMEOUT = 10.0
 START_ERROR_CODE = 128          # what Kubernetes reports for a container that never started
@@ -47,27 +48,18 @@ BACKOFF_FIRST, BACKOFF_MAX = 0.1, 10.0
 STOP_REQUEST = "stop-request.json"
 APPS_LOCK = "apps.lock"         # rktnetes.pod.store.APPS_LOCK
 RECONCILE_RETRY = 0.01          # the apps lock is busy (a `rkt app` command): try again then
+ABORTABLE = ("setup", "start")  # the stage1 calls a stop does not wait for (see action)
 
 # rktnetes.pod.state's names and AppState fields: the monitor writes the same JSON documents
 # without importing the dataclass modules (see the module docstring).
 CREATED, RUNNING, EXITED = "created", "running", "exited"
 COMPLETED, ERROR, OOM_KILLED, START_ERROR = "Completed", "Error", "OOMKilled", "StartError"
-APP_STATE = {"name": "", "state": CREATED, "pid": 0, "exit_code": None, "signal": 0, "reason": "",
-             "message": "", "created_at": 0.0, "started_at": 0.0, "finished_at": 0.0,
-             "restarts": 0}
+APP_STATE = {"name": "", "state": CREATED, "pid": 0, "starttime": 0, "exit_code": None,
+             "signal": 0, "reason": "", "message": "", "created_at": 0.0, "started_at": 0.0,
+             "finished_at": 0.0, "restarts": 0, "stop_signal": 0, "stop_fatal": False}
 
 
 ActionError = HelperError   # a stage1 call failed; the message is one line for the user
-
-
-def _signum(name: str) -> int:
-    name = (name or "SIGTERM").upper()
-    if name.isdigit():
-        return int(name)
-    try:
-        return int(getattr(signal, name if name.startswith("SIG") else "SIG" + name))
-    except AttributeError:
-        return signal.SIGTERM
 
 
 def _read_json(path: str) -> dict:
@@ -141,6 +133,9 @@ class Monitor:
         except (OSError, ValueError):
             self.pod_state = {}
         self.wake_r = -1
+        self.pending_sigs: set[int] = set()   # seen while a stage1 call was in flight
+        self.noted_interrupt = False          # a ^C among them was counted already
+        self.stop_due = 0.0         # >0: a stop was asked for; by then it must take effect
         self.reconcile_at = 0.0     # >0: a SIGHUP is pending, the apps lock was busy
         # In the foreground (we are `rkt run` itself) calls fork from us directly; detached,
         # they go through a helper forked on demand and let go when idle.
@@ -176,12 +171,71 @@ class Monitor:
                 self.helper = Helper.start(self.data_dir, self.config_dir, self.uuid,
                                            self.lock_fd)
             try:
-                return self.helper.call(name, self.stage1_state, list(args), fds)
+                # The calls that start things can hang (a hostile image, a CNI plugin, the
+                # runtime): a stop must never wait for them. Those that stop things are the
+                # stop's own work, and are waited for.
+                wait = self.await_answer if name in ABORTABLE else None
+                return self.helper.call(name, self.stage1_state, list(args), fds, wait=wait)
             except HelperGone:  # it exited (killed?) before the call: a fresh one runs it
                 self.close_helper()
+            except HelperAborted:
+                if not self.local:
+                    self.helper = None   # killed, and reaped, by the call
+                raise
             finally:
                 self.helper_idle_at = time.monotonic() + HELPER_IDLE
         raise ActionError(f"stage1 {name}: cannot start the stage1 helper")
+
+    def await_answer(self, fd: int) -> bool:
+        """Wait for the answer of a call that starts something, on `fd`. No step of a pod's
+        start may keep it from being stopped: signals that come meanwhile are noted for the
+        loop, and once a stop is due (at once for a forced one, after the grace period
+        otherwise) the call is abandoned: False."""
+        p = select.poll()
+        p.register(fd, select.POLLIN)
+        if self.wake_r >= 0:
+            p.register(self.wake_r, select.POLLIN)
+        while True:
+            timeout = None
+            if self.stop_due:
+                timeout = max(0, int((self.stop_due - time.monotonic()) * 1000) + 1)
+            ready = [r for r, _ in p.poll(timeout)]
+            if fd in ready:
+                return True
+            if self.wake_r in ready:
+                self.note_signals()
+            if self.stop_due and time.monotonic() >= self.stop_due:
+                return False
+
+    def note_signals(self) -> None:
+        """During a stage1 call: keep the signals for the loop (which acts on them once the
+        call returns) and work out when a stop they ask for makes the call not worth
+        waiting for."""
+        sigs = self.read_wakeups()
+        self.pending_sigs |= sigs
+        now = time.monotonic()
+        due = 0.0
+        if signal.SIGTERM in sigs:
+            force, timeout = self.stop_request()
+            due = now + (0 if force else timeout)
+        if signal.SIGINT in sigs:
+            self.interrupts += 1
+            self.noted_interrupt = True
+            due = now + (0 if self.interrupts > 1 else DEFAULT_STOP_TIMEOUT)
+        if due:
+            self.stop_due = min(self.stop_due or due, due)
+
+    def stop_request(self) -> tuple[bool, float]:
+        """(force, grace period) of the pending stop request, the defaults if none."""
+        try:
+            req = _read_json(os.path.join(self.dir, STOP_REQUEST))
+        except (OSError, ValueError):
+            req = {}
+        try:
+            timeout = float(req.get("timeout", DEFAULT_STOP_TIMEOUT))
+        except (TypeError, ValueError, AttributeError):
+            timeout = DEFAULT_STOP_TIMEOUT
+        return bool(req.get("force", False)) if isinstance(req, dict) else False, timeout
 
     def close_helper(self) -> None:
         if self.helper is not None:
@@ -244,8 +298,9 @@ class Monitor:
                 _echo(2, f"rkt: app {run.name}: {err}\n".encode())
             return False
         run.pid = pid
-        st.update(state=RUNNING, pid=pid, exit_code=None, signal=0, reason="", message="",
-                  started_at=time.time(), finished_at=0.0)
+        st.update(state=RUNNING, pid=pid, starttime=lsys.starttime(pid), exit_code=None,
+                  signal=0, reason="", message="", started_at=time.time(), finished_at=0.0,
+                  stop_signal=0, stop_fatal=False)
         self.save_app_state(run)
         return True
 
@@ -343,13 +398,17 @@ class Monitor:
         run.restart_at = 0.0
         if not run.running:
             return
-        if force or timeout <= 0:
-            self.signal(run, signal.SIGKILL)
-        else:
-            sig = _signum(run.app.get("stop_signal", ""))
-            self.signal(run, sig)
+        sig = signal.SIGKILL if force or timeout <= 0 else \
+            signals.number(run.app.get("stop_signal", ""))
+        fate = signals.fate(run.pid, sig)
+        # Recorded before it is sent: if we die before we reap the app, whoever cleans up
+        # (`rkt stop`, `rkt gc`) knows the signal it died of, when that is certain.
+        run.st.update(stop_signal=sig, stop_fatal=fate in (signals.DIES, signals.DROPPED))
+        self.save_app_state(run)
+        self.signal(run, sig)
+        if sig != signal.SIGKILL:
             run.kill_at = time.monotonic() + timeout
-            if _dropped_by_init(run.pid, sig):
+            if fate == signals.DROPPED:
                 # The app is its PID namespace's init (runc) and neither catches nor ignores
                 # the signal: the kernel drops it, where any other process would die of it.
                 # Do what it stands for now rather than wait out the grace period.
@@ -357,13 +416,11 @@ class Monitor:
                 self.signal(run, signal.SIGKILL)
 
     def begin_stop(self, default_force: bool = False) -> None:
-        try:
-            req = _read_json(os.path.join(self.dir, STOP_REQUEST))
-        except (OSError, ValueError):
-            req = {}
-        force = default_force or bool(req.get("force", False))
-        timeout = float(req.get("timeout", DEFAULT_STOP_TIMEOUT))
+        force, timeout = self.stop_request()
+        force = force or default_force
         self.stopping = True
+        due = time.monotonic() + (0 if force else timeout)
+        self.stop_due = min(self.stop_due or due, due)
         for run in self.runs.values():
             if run.running and run.kill_at and not force:
                 run.no_restart = True
@@ -491,8 +548,8 @@ class Monitor:
                         run.st["restarts"] += 1
                         self.start(run)
 
-    def on_signals(self) -> None:
-        sigs = set()
+    def read_wakeups(self) -> set[int]:
+        sigs: set[int] = set()
         while True:
             try:
                 data = os.read(self.wake_r, 512)
@@ -501,11 +558,17 @@ class Monitor:
             if not data:
                 break
             sigs.update(data)
+        return sigs
+
+    def on_signals(self) -> None:
+        sigs = self.read_wakeups() | self.pending_sigs
+        self.pending_sigs = set()
         self.reap()  # SIGCHLD, or a SIGCHLD byte lost to a full pipe: reaping is cheap
         if signal.SIGTERM in sigs:
             self.begin_stop()
         if signal.SIGINT in sigs:  # ^C at a foreground `rkt run`: stop; twice: kill
-            self.interrupts += 1
+            self.interrupts += 1 if not self.noted_interrupt else 0
+            self.noted_interrupt = False
             if self.foreground:
                 msg = (f"stopping pod {self.uuid} (Ctrl-C again to kill)" if self.interrupts == 1
                        else f"killing pod {self.uuid}")
@@ -618,34 +681,6 @@ class Monitor:
 
 def _noop(signum, frame) -> None:
     pass  # the wakeup fd carries the signal number to the loop
-
-
-# Signals whose default action ends the process (terminate or core dump).
-_FATAL_BY_DEFAULT = {int(getattr(signal, n)) for n in (
-    "SIGHUP", "SIGINT", "SIGQUIT", "SIGILL", "SIGTRAP", "SIGABRT", "SIGBUS", "SIGFPE", "SIGUSR1",
-    "SIGSEGV", "SIGUSR2", "SIGPIPE", "SIGALRM", "SIGTERM", "SIGSTKFLT", "SIGXCPU", "SIGXFSZ",
-    "SIGVTALRM", "SIGPROF", "SIGIO", "SIGPWR", "SIGSYS") if hasattr(signal, n)}
-
-
-def _dropped_by_init(pid: int, sig: int) -> bool:
-    """Will the kernel drop `sig` sent to `pid`, only because `pid` is the init of its own PID
-    namespace with the signal's default disposition (which would end any other process)?"""
-    if pid <= 0 or not (sig in _FATAL_BY_DEFAULT or signal.SIGRTMIN <= sig <= signal.SIGRTMAX):
-        return False
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            fields = dict(line.split(":", 1) for line in f if ":" in line)
-    except OSError:
-        return False
-    nspid = fields.get("NSpid", "").split()
-    if len(nspid) < 2 or nspid[-1] != "1":
-        return False
-    bit = 1 << (sig - 1)
-    try:
-        handled = int(fields["SigCgt"].strip(), 16) | int(fields["SigIgn"].strip(), 16)
-    except (KeyError, ValueError):
-        return False
-    return not handled & bit
 
 
 def _unlink(p: str) -> None:
