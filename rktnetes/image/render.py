@@ -22,11 +22,16 @@ from .unpack import APPLY, unpack_layer
 
 
 def render_rootfs(store: Store, rec: ImageRecord, dest: Path) -> None:
-    """Apply every layer of `rec` in order into the existing directory `dest`."""
+    """Apply every layer of `rec` in order into the existing directory `dest`, each bounded
+    by the store's unpack limits (rktnetes.store.limits)."""
+    from rktnetes.store.limits import ExpansionBudget
+
     for i, layer in enumerate(rec.layers):
         what = f"layer {i + 1}/{len(rec.layers)} ({dg.short(layer.digest)})"
+        budget = ExpansionBudget(store.limits, store.blobs.size(layer.digest), dest, what)
         with store.blobs.open(layer.digest) as f:
-            res = unpack_layer(f, dest, mt.layer_compression(layer.media_type), APPLY, what)
+            res = unpack_layer(f, dest, mt.layer_compression(layer.media_type), APPLY, what,
+                               budget)
         if layer.diff_id and res.diff_id != layer.diff_id:
             raise DigestMismatch(f"{what}: uncompressed digest {res.diff_id} differs from the "
                                  f"config's diff_id {layer.diff_id}")

@@ -38,6 +38,10 @@ import zstandard
 
 from rktnetes.errors import ManifestError, RktError, StoreError, UnsafeLayerError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from rktnetes.store.limits import ExpansionBudget
+
 log = logging.getLogger(__name__)
 
 OVERLAY = "overlay"
@@ -60,15 +64,21 @@ class UnpackResult:
 
 
 class _HashingReader:
-    """A read-only file object that hashes everything that passes through it."""
+    """A read-only file object that hashes everything that passes through it, and charges
+    it to the unpack's budget (a decompression bomb stops at its first byte past the limit)."""
 
-    def __init__(self, raw: BinaryIO):
+    def __init__(self, raw: BinaryIO, budget: ExpansionBudget | None = None):
         self.raw = raw
         self.hash = hashlib.sha256()
         self.size = 0
+        self.budget = budget
 
     def read(self, n: int = -1) -> bytes:
+        if n < 0 or n > _CHUNK:
+            n = _CHUNK   # never ask a decompressor for everything at once
         data = self.raw.read(n)
+        if self.budget is not None:
+            self.budget.charge(len(data))
         self.hash.update(data)
         self.size += len(data)
         return data
@@ -91,12 +101,15 @@ def decompressed(src: BinaryIO, compression: str) -> BinaryIO:
 
 
 def unpack_layer(src: BinaryIO, dest: Path, compression: str = "", mode: str = APPLY,
-                 what: str = "layer") -> UnpackResult:
-    """Unpack the (possibly compressed) tar stream `src` into the existing directory `dest`."""
+                 what: str = "layer", budget: ExpansionBudget | None = None) -> UnpackResult:
+    """Unpack the (possibly compressed) tar stream `src` into the existing directory `dest`.
+    `budget` bounds what it may expand to (the uncompressed stream, and what sparse entries
+    add on disk): LayerTooLarge past it, with what was unpacked so far left for the caller
+    to remove."""
     if mode not in (OVERLAY, APPLY):
         raise ValueError(f"unknown unpack mode {mode!r}")
-    reader = _HashingReader(decompressed(src, compression))
-    unpacker = _Unpacker(dest, mode, what)
+    reader = _HashingReader(decompressed(src, compression), budget)
+    unpacker = _Unpacker(dest, mode, what, budget)
     name = ""
     try:
         with tarfile.open(fileobj=reader, mode="r|", errorlevel=2) as tf:  # type: ignore[call-overload]
@@ -146,9 +159,10 @@ def split_entry_path(name: str, what: str = "layer") -> tuple[str, ...]:
 
 
 class _Unpacker:
-    def __init__(self, dest: Path, mode: str, what: str):
+    def __init__(self, dest: Path, mode: str, what: str, budget: ExpansionBudget | None = None):
         self.mode = mode
         self.what = what
+        self.budget = budget
         self.root_fd = os.open(dest, _DIR_FLAGS)
         self._fds: dict[tuple[str, ...], int] = {}
         self.touched: set[tuple[str, ...]] = set()   # paths this layer itself wrote
@@ -287,6 +301,9 @@ class _Unpacker:
         fd = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                      0o600, dir_fd=pfd)
         try:
+            if self.budget is not None and m.sparse:
+                # the stream charged what it stores; the holes it leaves are written too
+                self.budget.charge(max(0, m.size - sum(n for _, n in m.sparse)))
             src = tf.extractfile(m)
             if src is not None:
                 with open(fd, "wb", closefd=False) as out:

@@ -83,7 +83,20 @@ def gc(paths: Paths, grace_period: float = 1800.0, expire_prepared: float = 8640
         finally:
             lock.close()
     _sweep_creating(paths)
+    _sweep_store_temps(paths)
     return rep
+
+
+def _sweep_store_temps(paths: Paths) -> None:
+    """What killed fetches and unpacks left in the image store (no live writer holds it)."""
+    from rktnetes.store import Store
+    from rktnetes.store.gc import sweep_tmp
+
+    if paths.store.is_dir():
+        try:
+            sweep_tmp(Store.open(paths))
+        except OSError as e:
+            log.warning("gc: image store temporaries: %s", e)
 
 
 def _one(paths: Paths, pod: Pod, now: float, grace: float, expire: float, mark_only: bool,

@@ -13,8 +13,11 @@ from . import digest as dg
 
 
 class BlobStore:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, store_root: Path | None = None):
         self.root = root
+        # a store's own blobs: their downloads are locked temporaries (store.tmpfiles) that
+        # gc may sweep once their writer is gone; a staging area's live in a locked directory
+        self.store_root = store_root
 
     def path(self, digest: str) -> Path:
         algo, hexd = dg.parse(digest)
@@ -43,11 +46,19 @@ class BlobStore:
             for _ in chunks:  # drain nothing more than needed: callers pass lazy iterators
                 break
             return final
-        import tempfile
+        from .tmpfiles import PART_SUFFIX, make_file
 
         final.parent.mkdir(parents=True, exist_ok=True)
         h = dg.hasher(digest)
-        fd, tmp = tempfile.mkstemp(prefix=f".{final.name[:16]}.", suffix=".part", dir=final.parent)
+        if self.store_root is not None:
+            held = make_file(self.store_root, final.parent, f".{final.name[:16]}.", PART_SUFFIX)
+            fd, tmp = os.dup(held.fd), str(held.path)   # the flock stays with `held`
+        else:
+            import tempfile
+
+            held = None
+            fd, tmp = tempfile.mkstemp(prefix=f".{final.name[:16]}.", suffix=PART_SUFFIX,
+                                       dir=final.parent)
         n = 0
         try:
             with os.fdopen(fd, "wb") as f:
@@ -72,6 +83,9 @@ class BlobStore:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
+        finally:
+            if held is not None:
+                held.close()
         return final
 
     def put_bytes(self, data: bytes, digest: str | None = None) -> str:

@@ -21,7 +21,7 @@ from rktnetes.fsutil import read_json, rmtree
 
 from . import Store
 from .images import ImageRecord
-from .layers import TMP_PREFIX, cached_layers, remove_layer
+from .layers import cached_layers, remove_layer
 
 log = logging.getLogger(__name__)
 
@@ -198,21 +198,34 @@ def _sweep(store: Store, res: GcResult, now: float) -> None:
 
 
 def _sweep_tmp(store: Store, now: float) -> int:
-    """Temporary files of crashed writers: blob `.part`s, `layers/.tmp-*`, record temps."""
+    """Temporary files of crashed writers: blob `.part`s, `layers/.tmp-*` and fetch staging
+    directories (each held by a flock while its writer lives: swept as soon as it is not),
+    and record temps of an atomic write (short-lived, unlocked: swept after an hour)."""
+    return sweep_tmp(store) + _sweep_record_temps(store, now)
+
+
+def sweep_tmp(store: Store) -> int:
+    """The locked kinds (see rktnetes.store.tmpfiles): what no live writer holds goes."""
+    from .tmpfiles import PART_SUFFIX, layer_temps, sweep
+
     candidates: list[Path] = []
     if store.blobs.root.is_dir():
         for algo in store.blobs.root.iterdir():
             if algo.is_dir():
-                candidates += [p for p in algo.iterdir() if p.name.endswith(".part")]
-    if store.layers_dir.is_dir():
-        candidates += [p for p in store.layers_dir.iterdir() if p.name.startswith(TMP_PREFIX)]
-    if store.images.root.is_dir():
-        candidates += [p for p in store.images.root.iterdir()
-                       if p.name.startswith(".") and p.name.endswith(".tmp")]
+                candidates += [p for p in algo.iterdir() if p.name.endswith(PART_SUFFIX)]
+    candidates += layer_temps(store.layers_dir)
     if store.tmp.is_dir():
         candidates += list(store.tmp.iterdir())
+    return sweep(store.root, candidates) if candidates else 0
+
+
+def _sweep_record_temps(store: Store, now: float) -> int:
     n = 0
-    for p in candidates:
+    if not store.images.root.is_dir():
+        return 0
+    for p in store.images.root.iterdir():
+        if not (p.name.startswith(".") and p.name.endswith(".tmp")):
+            continue
         try:
             if now - os.lstat(p).st_mtime < STALE_TMP_SECONDS:
                 continue
@@ -221,4 +234,3 @@ def _sweep_tmp(store: Store, now: float) -> int:
         except OSError as e:
             log.warning("cannot remove %s: %s", p, e)
     return n
-

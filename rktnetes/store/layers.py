@@ -22,7 +22,7 @@ from . import Store
 from . import digest as dg
 from .images import LayerRef
 
-TMP_PREFIX = ".tmp-"
+from .tmpfiles import LAYER_PREFIX as TMP_PREFIX
 
 
 def ensure_layer(store: Store, layer: LayerRef) -> Path:
@@ -33,17 +33,20 @@ def ensure_layer(store: Store, layer: LayerRef) -> Path:
     if not store.blobs.has(layer.digest):
         raise StoreError(f"layer blob {layer.digest} is not in the store")
     # tar and the decompressors only when a layer is unpacked, not for every cached one
-    import tempfile
-
     from rktnetes.image.unpack import OVERLAY, unpack_layer
 
-    store.layers_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=store.layers_dir))
+    from .limits import ExpansionBudget
+    from .tmpfiles import make_dir
+
+    what = f"layer {dg.short(layer.digest)}"
+    held = make_dir(store.root, store.layers_dir, TMP_PREFIX)   # locked until we are done
+    tmp = held.path
     try:
         os.chmod(tmp, 0o755)  # a layer's "./" entry, if any, overrides this
+        budget = ExpansionBudget(store.limits, store.blobs.size(layer.digest), tmp, what)
         with store.blobs.open(layer.digest) as f:
             res = unpack_layer(f, tmp, mt.layer_compression(layer.media_type), OVERLAY,
-                               what=f"layer {dg.short(layer.digest)}")
+                               what=what, budget=budget)
         if layer.diff_id and res.diff_id != layer.diff_id:
             raise DigestMismatch(f"layer {layer.digest}: uncompressed digest {res.diff_id} "
                                  f"differs from the config's diff_id {layer.diff_id}")
@@ -57,6 +60,8 @@ def ensure_layer(store: Store, layer: LayerRef) -> Path:
         with contextlib.suppress(OSError):
             rmtree(tmp)
         raise
+    finally:
+        held.close()
     return final
 
 
@@ -65,15 +70,16 @@ def remove_layer(store: Store, layer_digest: str) -> bool:
     final = store.layer_path(layer_digest)
     if not final.exists():
         return False
-    import tempfile
+    from .tmpfiles import make_dir
 
-    doomed = Path(tempfile.mkdtemp(prefix=TMP_PREFIX + "rm-", dir=store.layers_dir))
-    try:
-        os.rename(final, doomed / "layer")
-    except FileNotFoundError:
+    with make_dir(store.root, store.layers_dir, TMP_PREFIX + "rm-") as held:
+        doomed = held.path
+        try:
+            os.rename(final, doomed / "layer")
+        except FileNotFoundError:
+            rmtree(doomed)
+            return False
         rmtree(doomed)
-        return False
-    rmtree(doomed)
     return True
 
 

@@ -112,16 +112,19 @@ def test_gc_grace_in_use_and_sweep(store):
     now = time.time()
     for rec, age in ((old, 3 * 86400), (used, 3 * 86400), (new, 60)):
         store.images.touch(rec.id, now - age)
+    # A killed unpack's directory goes however young it is, since no writer holds its lock;
+    # a live unpack's (held by its flock) stays.
+    from rktnetes.store import tmpfiles
+
     stale = store.layers_dir / ".tmp-crashed"
     stale.mkdir()
-    os.utime(stale, (now - 7200, now - 7200))
-    fresh = store.layers_dir / ".tmp-working"
-    fresh.mkdir()
+    working = tmpfiles.make_dir(store.root, store.layers_dir, ".tmp-")
+    fresh = working.path
     part = store.blobs.root / "sha256" / ".abc.part"
     part.write_bytes(b"x")
-    os.utime(part, (now - 7200, now - 7200))
 
     res = gc_images(store, 86400, in_use={used.id}, now=now)
+    working.close()
 
     assert res.removed_images == [old.id]
     assert {r.id for r in store.images.all()} == {used.id, new.id}
