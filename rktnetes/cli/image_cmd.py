@@ -93,14 +93,14 @@ def _usage(p: argparse.ArgumentParser) -> int:
 def _store(paths: Paths) -> Store:
     from rktnetes.store import Store  # imported by the command, not to build the parser
 
-    return Store(paths.store)
+    return Store.open(paths)
 
 
 def find_image(store: Store, name: str) -> ImageRecord:
     """Resolve IMAGE: a reference as typed or normalized, a full ID, or a unique ID prefix."""
-    from rktnetes.image.reference import candidates
+    from rktnetes.image.reference import local_candidates
 
-    return store.images.find(name, candidates(name))
+    return store.images.find(name, local_candidates(name))
 
 
 def cmd_list(args, paths: Paths) -> int:

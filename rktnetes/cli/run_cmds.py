@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from rktnetes.config import Paths
-from rktnetes.errors import PodError, UsageError
+from rktnetes.errors import PodError, RktError, UsageError
 from rktnetes.stage0.options import INSECURE_HELP, PULL_POLICIES, RESTART_POLICIES
 
 from .run_grammar import APP_FLAGS_HELP, parse_apps
@@ -154,8 +154,33 @@ def _prepare(args, paths: Paths):
     from rktnetes.stage0 import prepare as prep
 
     prep.check_uuid_file(args.uuid_file_save)
-    pod, lock = prep.prepare(paths, _options(args), parsed.apps)
+    try:
+        pod, lock = prep.prepare(paths, _options(args), parsed.apps)
+    except RktError as e:
+        hint = _command_read_as_image(parsed.apps, getattr(e, "image_position", 0))
+        if hint:
+            raise UsageError(f"{hint} ({e})") from None
+        raise
     return paths, pod, lock
+
+
+def _command_read_as_image(apps, position: int) -> str:
+    """A podman habit, `rkt run IMAGE echo hi`: rkt reads `echo` as a second image. When an
+    image after the first is a plain word that cannot be had, say so and show the way."""
+    import re
+
+    if position < 1 or position >= len(apps):
+        return ""
+    word = apps[position].image
+    if not re.fullmatch(r"[A-Za-z0-9_+.-]+", word) or apps[position - 1].args is not None:
+        return ""
+    import shlex
+
+    first = apps[position - 1].image
+    rest = " ".join(shlex.quote(a.image) for a in apps[position + 1:])
+    example = f"rkt run {first} --exec {shlex.quote(word)}" + (f" -- {rest} ---" if rest else "")
+    return (f"{word!r} was read as an image: rkt run takes IMAGE [APP FLAGS] [-- ARGS ---], "
+            f"so to run a command, give it with --exec: {example}")
 
 
 def cmd_prepare(args, paths: Paths) -> int:

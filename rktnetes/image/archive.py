@@ -298,6 +298,8 @@ def _oci_references(ref, chosen: Descriptor) -> list[str]:
     refs.append(Reference(ref.transport, path=ref.path, ref=name).normalized())
     if not ref.ref and name:
         refs.append(Reference(ref.transport, path=ref.path).normalized())
+    if name and not full and (n := _registry_name(f"localhost/{name}")):
+        refs.append(n)   # a bare ref name, as podman names what it loads: localhost/NAME
     return refs
 
 

@@ -71,6 +71,8 @@ def busybox_rootfs(dest: Path, busybox: str = BUSYBOX) -> Path:
         os.symlink("/bin/busybox", target)
     (dest / "etc/passwd").write_text(PASSWD)
     (dest / "etc/group").write_text(GROUP)
+    # what `httpd -h /var/www` serves, as the README's example fetches it
+    (dest / "var/www/index.html").write_text("<h1>hello from a rktnetes pod</h1>\n")
     os.chown(dest / "home/user", 1000, 1000)
     return dest
 

@@ -195,3 +195,28 @@ def candidates(s: str) -> list[str]:
     except ReferenceError_:
         return []
     return [ref.normalized()]
+
+
+def local_candidates(s: str) -> list[str]:
+    """What a user's IMAGE argument may mean in the store, in the order podman resolves a
+    short name locally: `localhost/NAME:TAG` (what an archive's bare ref name is stored as)
+    first, then the `candidates`."""
+    short = short_name(s)
+    return [f"localhost/{short}", *candidates(s)] if short else candidates(s)
+
+
+def short_name(s: str) -> str:
+    """`NAME[:TAG]` (tag `latest` added) when `s` is a short registry name, one that names no
+    registry (`myimg`, `team/app:1`), else ""."""
+    s = s.strip()
+    if s.startswith("docker://") or "@" in s:
+        return ""
+    try:
+        ref = parse(s)
+    except ReferenceError_:
+        return ""
+    if ref.transport != "docker" or s.split("/", 1)[0] == ref.registry:
+        return ""
+    repo = ref.repository.removeprefix("library/") if "/" not in s.split(":")[0] \
+        else ref.repository
+    return f"{repo}:{ref.tag or DEFAULT_TAG}"

@@ -30,7 +30,6 @@ _QUANTITY = r"^([0-9]+(?:\.[0-9]+)?)([A-Za-z]*)$"
 _ENV_KEY = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
 _USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 MAX_ID = 4294967294          # uid/gid: 32 bits, (uid_t)-1 excluded
-MAX_SIGNAL = 64              # Linux: 1..SIGRTMAX
 
 
 @dataclass
@@ -143,33 +142,13 @@ def check_id_value(v: str, what: str) -> str:
 def parse_signal(value: str, what: str = "--stop-signal") -> str:
     """A signal as users write it: SIGTERM, TERM, term, 15, SIGRTMIN+3. Returns the canonical
     form the monitor reads: the signal's name (SIGTERM) or, for real-time signals, its number."""
-    import signal
+    from rktnetes.host.signals import canonical
 
-    v = value.strip().upper()
-    num: int | None = None
-    if v.isdigit():
-        num = int(v)
-        if not 1 <= num <= MAX_SIGNAL:
-            raise UsageError(f"{what} {short(value)}: signal numbers are 1..{MAX_SIGNAL}")
-    else:
-        name = v if v.startswith("SIG") else "SIG" + v
-        m = re.match(r"^SIGRTM(IN|AX)([+-][0-9]+)?$", name)
-        if m:
-            base = signal.SIGRTMIN if m.group(1) == "IN" else signal.SIGRTMAX
-            num = int(base) + int(m.group(2) or 0)
-            if not int(signal.SIGRTMIN) <= num <= int(signal.SIGRTMAX):
-                raise UsageError(f"{what} {short(value)!r}: not a real-time signal")
-        else:
-            sig = getattr(signal.Signals, name, None) if re.match(r"^SIG[A-Z0-9]+$", name) \
-                else None
-            if not isinstance(sig, signal.Signals):
-                raise UsageError(f"{what} {short(value)!r}: unknown signal (use a name like "
-                                 f"SIGTERM or TERM, or a number 1..{MAX_SIGNAL})")
-            return sig.name
     try:
-        return signal.Signals(num).name
-    except ValueError:
-        return str(num)
+        return canonical(value)
+    except ValueError as e:
+        shown = short(value) if value.strip().isdigit() else repr(short(value))
+        raise UsageError(f"{what} {shown}: {e}") from None
 
 
 def short(s: str, n: int = 80) -> str:
@@ -271,7 +250,10 @@ def build_app(name: str, image_id: str, image_name: str, cfg: ImageConfig, f: Ap
     user, group = image_user(cfg.user)
     workdir = f.working_dir or cfg.working_dir or "/"
     if not posixpath.isabs(workdir):
-        raise UsageError(f"--working-dir {workdir!r}: must be an absolute path")
+        if f.working_dir:
+            raise UsageError(f"--working-dir {short(workdir)!r}: must be an absolute path")
+        raise UsageError(f"image {short(image_name)}: its config's WorkingDir "
+                         f"{short(workdir)!r} is not an absolute path")
     mounts: list[Mount] = [parse_mount(m) for m in f.mounts]
     targets = [m.target for m in mounts]
     for t in targets:

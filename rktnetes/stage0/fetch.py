@@ -43,13 +43,14 @@ def fetch(paths: Paths, ref_string: str, pull_policy: str = "update", insecure_h
     if pull_policy not in PULL_POLICIES:
         raise UsageError(f"unknown pull policy {pull_policy!r} (use new, update or never)")
     ref = refs.parse(ref_string)
-    store = Store(paths.store)
+    store = Store.open(paths)
     if pull_policy in ("new", "never"):
         with contextlib.suppress(NotFoundError):
-            return store.images.find(ref.normalized(), refs.candidates(ref_string))
+            return store.images.find(ref_string.strip(), refs.local_candidates(ref_string))
         if pull_policy == "never":
             raise NotFoundError(f"image {ref.normalized()} is not in the store "
                                 "(--pull-policy=never forbids fetching it)")
+    paths.secure()
     with store.gc_lock.held(shared=True):
         if ref.transport == "docker":
             return _fetch_registry(paths, store, ref, insecure_http, insecure_tls, quiet)
@@ -64,15 +65,16 @@ class _Staging:
     """A private blob store whose verified blobs join the real one only on success."""
 
     def __init__(self, store: Store):
-        import tempfile
+        from rktnetes.store.tmpfiles import make_dir
 
         self.store = store
-        # Under the store, so publishing is a rename on one filesystem.
+        # Under the store, so publishing is a rename on one filesystem; locked while we use
+        # it, so gc sweeps it only once we are gone.
         self._created_tmp = not store.tmp.exists()
         for _ in range(5):  # a concurrent fetch may rmdir an empty tmp between the two calls
-            store.tmp.mkdir(parents=True, exist_ok=True)
             try:
-                self.dir = Path(tempfile.mkdtemp(prefix="fetch-", dir=store.tmp))
+                self.held = make_dir(store.root, store.tmp, "fetch-")
+                self.dir = self.held.path
                 break
             except FileNotFoundError:
                 continue
@@ -104,6 +106,7 @@ class _Staging:
 
     def cleanup(self) -> None:
         rmtree(self.dir)
+        self.held.close()
         if self._created_tmp:
             with contextlib.suppress(OSError):
                 self.store.tmp.rmdir()

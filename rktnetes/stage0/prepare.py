@@ -224,11 +224,11 @@ RUNC_MAX_ID = 2**31 - 1   # runc (libcontainer) refuses larger uids and gids
 def check_identity(app: App, fs: LayeredFS, stage1: str = "default") -> None:
     """The app's user and group exist in the image's /etc/passwd and /etc/group (names are
     looked up as stage1 will; numbers pass), and the ids are ones the stage1 can use."""
-    from rktnetes.stage1.users import resolve
+    from rktnetes.stage1.users import identity_files, resolve
 
     try:
-        ident = resolve(app.user, app.group, fs.read_text("/etc/passwd"),
-                        fs.read_text("/etc/group"), app.supplementary_gids)
+        passwd, group = identity_files(fs.read_file)
+        ident = resolve(app.user, app.group, passwd, group, app.supplementary_gids)
     except RktError as e:
         raise PodError(f"app {app.name}: {e} (image {short(app.image_name)})") from None
     except ValueError:  # a malformed passwd/group line: stage1 would fail the same way
@@ -306,11 +306,15 @@ def build_manifest(paths: Paths, o: PodOptions, flags: list[AppFlags]) -> PodMan
     # Check pure app flags before any fetch, so a typo never costs a download.
     for f, files in zip(flags, env_files):
         build_app("x", "", f.image, _EMPTY_CFG, _with_exec(f), files)  # raises UsageError
-    store = Store(paths.store)
+    store = Store.open(paths)
     apps = []
     exposed: list[str] = []
-    for f, name, files in zip(flags, names, env_files):
-        rec = resolve_image(paths, store, f.image, o)
+    for i, (f, name, files) in enumerate(zip(flags, names, env_files)):
+        try:
+            rec = resolve_image(paths, store, f.image, o)
+        except RktError as e:
+            e.image_position = i   # which image failed: a front end may say more about it
+            raise
         cfg = image_config(store, rec)
         exposed += [p for p in cfg.exposed_ports if p not in exposed]
         app = build_app(name, rec.id, f.image, cfg, f, files)
@@ -342,11 +346,12 @@ def _with_exec(f: AppFlags) -> AppFlags:
 
 def prepare(paths: Paths, o: PodOptions, flags: list[AppFlags]) -> tuple[Pod, PodLock]:
     """A pod in `prepared`, returned locked: the caller runs it or releases the lock."""
-    store = Store(paths.store)
+    store = Store.open(paths)
     # Shared gc lock: image gc cannot remove our images between resolving them and the
     # moment pod.json (which images_in_use reads) names them.
     with store.gc_lock.held(shared=True):
         manifest = build_manifest(paths, o, flags)
+        paths.secure()
         pod, lock = PodStore(paths.pods).create(manifest)
     try:
         pod.move(PREPARE)
