@@ -24,6 +24,34 @@ class Paths:
         c = config or os.environ.get("RKTNETES_CONFIG_DIR") or DEFAULT_CONFIG_DIR
         return cls(Path(d).absolute(), Path(c).absolute())
 
+    def secure(self, create: bool = True) -> None:
+        """Make the data directory exist, root's alone (0700). Everything rktnetes keeps is
+        under it (image layers with their setuid files and device nodes, pod rootfs mounts,
+        runc's state, logs): other host users must not reach any of it, as containerd and
+        podman keep theirs. Containers are unaffected: their mounts are made by root and they
+        never walk this path. An older, looser data directory is tightened; failures are left
+        to the command that then uses the directory (it reports them in its words).
+        create=False: only tighten one that exists (a command may still refuse its input
+        and must then leave nothing behind)."""
+        try:
+            if not create:
+                raise FileExistsError
+            os.mkdir(self.data, 0o700)
+        except FileNotFoundError:
+            try:
+                self.data.parent.mkdir(parents=True, exist_ok=True)
+                os.mkdir(self.data, 0o700)
+            except OSError:
+                return
+        except OSError:
+            pass
+        try:
+            st = os.stat(self.data)
+            if st.st_mode & 0o077 and st.st_uid == os.geteuid() and os.path.isdir(self.data):
+                os.chmod(self.data, 0o700)
+        except OSError:
+            pass
+
     @property
     def store(self) -> Path:
         return self.data / "store"

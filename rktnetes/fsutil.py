@@ -101,6 +101,24 @@ class FileLock:
             self.release()
 
 
+def ensure_dir(path: Path, mode: int, parents: bool = True) -> None:
+    """`path` exists with exactly `mode` (an older, looser one of ours is tightened); its
+    missing parents are made with the defaults (FileNotFoundError instead if not `parents`)."""
+    try:
+        os.mkdir(path, mode)
+    except FileNotFoundError:
+        if not parents:
+            raise
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(path, mode)
+    except FileExistsError:
+        pass
+    st = os.stat(path)
+    if st.st_mode & 0o7777 != mode and st.st_uid == os.geteuid():
+        os.chmod(path, mode)
+
+
 def rmtree(path: Path) -> None:
     """Remove a tree that may hold read-only directories or immutable-looking modes."""
     import shutil

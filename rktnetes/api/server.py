@@ -327,9 +327,12 @@ def _clear_stale_socket(path: Path) -> None:
     stale, and anything that is not a socket is not ours to remove. The socket's directory must
     exist, except /run/rktnetes itself (on tmpfs, gone after a reboot), which is created."""
     parent = path.parent
-    if parent == RUN_DIR and not parent.is_dir():
+    if parent == RUN_DIR:
         try:
-            parent.mkdir(mode=0o755, exist_ok=True)   # not parents: /run must exist
+            from rktnetes.fsutil import ensure_dir
+
+            # searchable: a socket's own mode says who connects; not parents: /run must exist
+            ensure_dir(parent, 0o711, parents=False)
         except OSError as e:
             raise RktError(f"cannot create {parent}: {e.strerror or e}") from None
     if not parent.is_dir():

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from rktnetes.errors import NetworkError
-from rktnetes.fsutil import FileLock
+from rktnetes.fsutil import FileLock, ensure_dir
 
 NETNS_DIR = Path("/run/rktnetes/netns")
 _MS_BIND, _MS_SHARED, _MS_REC = 4096, 1 << 20, 1 << 14
@@ -44,7 +44,10 @@ def _is_mountpoint(path: Path) -> bool:
 
 def _prepare_dir(base: Path) -> None:
     """Make `base` a shared mount of itself, once (under a lock: concurrent first pods race)."""
-    base.mkdir(parents=True, exist_ok=True)
+    # /run/rktnetes 0711 (its sockets are reachable by name; their own modes decide), the
+    # namespaces' directory 0700: only root joins a pod's network namespace.
+    ensure_dir(base.parent, 0o711)
+    ensure_dir(base, 0o700)
     if _is_mountpoint(base):
         return
     with FileLock(base.parent / ".netns.lock").held():

@@ -106,7 +106,7 @@ class DefaultStage1(Stage1):
 
         from . import ocispec, podfiles, rootfs, users
 
-        store = Store(ctx.paths.store)
+        store = Store.open(ctx.paths)
         try:
             rec, image = rootfs.image_of(store, app.image_id)
         except Exception as e:  # noqa: BLE001 - NotFound, a broken record, ...

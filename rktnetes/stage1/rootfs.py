@@ -59,7 +59,9 @@ def mount(ov: Overlay, store: Store, rec: ImageRecord) -> str:
     if is_mounted(ov.target):
         return ov.target  # a restart: the previous run's rootfs is still there
     try:
-        lsys.mount("overlay", ov.target, "overlay", 0, ov.options)
+        # nodev: an image's device nodes never work in its rootfs (a container's /dev is its
+        # own tmpfs, a fly app's the host's bind mount; neither is affected)
+        lsys.mount("overlay", ov.target, "overlay", lsys.MS_NODEV, ov.options)
         return ov.target
     except OSError as e:
         overlay_error = e
