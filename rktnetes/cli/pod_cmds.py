@@ -165,7 +165,8 @@ def cmd_list(args, paths: Paths) -> int:
             row = [uuid if first else "", a.name if a else "-", a.image if a else "-"]
             if args.full:
                 row.append(a.image_id if a else "-")
-            row += [s.state if first else "", _app_state(a), when(s.created_at) if first else "",
+            row += [s.shown_state if first else "", _app_state(a),
+                    when(s.created_at) if first else "",
                     when(s.started_at) if first else "", _networks(s) if first else ""]
             rows.append(row)
     headers = ["UUID", "APP", "IMAGE NAME", *(["IMAGE ID"] if args.full else []), "STATE",
@@ -197,7 +198,7 @@ def cmd_status(args, paths: Paths) -> int:
     if args.format == "json":
         print_json(s.to_json())
         return 0
-    lines = [("state", s.state), ("stage1", s.stage1)]
+    lines = [("state", s.shown_state), ("stage1", s.stage1)]
     if s.pid:
         lines.append(("pid", str(s.pid)))
     lines += [("created", _iso(s.created_at)), ("started", _iso(s.started_at))]

@@ -42,6 +42,15 @@ class AppState:
     started_at: float = 0.0
     finished_at: float = 0.0
     restarts: int = 0
+    starttime: int = 0            # of `pid` (/proc/PID/stat): pid and starttime name it
+    stop_signal: int = 0          # the signal its monitor sent it to stop it, if any
+    stop_fatal: bool = False      # ... and that signal was certain to end it
+
+    def process_alive(self) -> bool:
+        """Its recorded process still runs (whoever watches it, or nobody)."""
+        from rktnetes.host.procs import alive
+
+        return self.state == RUNNING and alive(self.pid, self.starttime)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

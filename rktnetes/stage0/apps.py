@@ -206,7 +206,7 @@ def add(paths: Paths, pod: Pod, f: AppFlags, x: AddOptions) -> str:
     annotations = prep.parse_kv_list(x.annotations, "--annotation")
     env_files = read_env_files(f.env_files)
     build_app("x", "", f.image, prep._EMPTY_CFG, prep._with_exec(f), env_files)  # pure checks
-    store = Store(paths.store)
+    store = Store.open(paths)
     opts = prep.PodOptions(pull_policy=x.pull_policy, insecure_options=x.insecure_options,
                            quiet=True)
     # the shared gc lock keeps the image until pod.json names it (as `rkt prepare`)
@@ -415,19 +415,12 @@ def _remove(paths: Paths, pod: Pod, m: PodManifest, app: App) -> None:
 def views(pod: Pod) -> list[AppStatus]:
     """Every app of the pod as recorded; apps recorded running in a pod whose monitor is gone
     show as `unknown` (their processes may or may not be there until `rkt stop` cleans up)."""
+    from .status import app_view
+
     pod.refresh()
     m = pod.manifest_for_view()
-    alive = pod.state == RUN and monitor_alive(pod)
-    out = []
-    for a in m.apps:
-        s = pod.app_state(a.name)
-        state, msg = s.state, s.message
-        if not alive and pod.state == RUN and state == st.RUNNING:
-            state, msg = st.UNKNOWN, msg or "the pod's monitor is gone"
-        out.append(AppStatus(a.name, a.image_name, a.image_id, state,
-                           s.pid if state == st.RUNNING else 0, s.exit_code, s.signal, s.reason,
-                           msg, s.restarts, s.created_at, s.started_at, s.finished_at))
-    return out
+    orphaned = pod.state == RUN and not monitor_alive(pod)
+    return [app_view(a, pod.app_state(a.name), orphaned) for a in m.apps]
 
 
 def view(pod: Pod, name: str) -> AppStatus:
@@ -446,9 +439,12 @@ def exec_in(paths: Paths, pod: Pod, name: str, argv: list[str], tty: bool,
 
     if not argv:
         raise UsageError("no command given (rkt app exec UUID --app=NAME -- CMD ...)")
-    m = running(pod, need_sandbox=False)
+    pod.refresh()
+    m = pod.manifest() if pod.state == RUN else running(pod, need_sandbox=False)
     app = find_app(m, name)
-    if pod.app_state(name).state != st.RUNNING:
+    s = pod.app_state(name)
+    # a pod whose monitor died: its apps may still run, and what runs can be entered
+    if s.state != st.RUNNING or (not monitor_alive(pod) and not s.process_alive()):
         raise PodError(f"app {name} is not running")
     ctx = PodContext.load(paths, pod)
     return get_stage1(m.stage1).exec_in_app(ctx, app, argv, tty=tty, interactive=interactive)

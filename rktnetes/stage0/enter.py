@@ -29,11 +29,16 @@ def enter(paths: Paths, pod: Pod, app_name: str, argv: list[str]) -> int:
     from rktnetes.stage1.base import PodContext
 
     pod.refresh()
-    if pod.state != RUN or not pod.is_locked():
+    if pod.state != RUN:
         raise PodError(f"pod {pod.uuid} is not running")
     m = pod.manifest()
     app = pick_app(m, app_name)
-    if pod.app_state(app.name).state != st.RUNNING:
+    s = pod.app_state(app.name)
+    # a pod whose monitor died: its apps may still run, and what runs can be entered
+    if s.state != st.RUNNING or (not pod.is_locked() and not s.process_alive()):
+        if not pod.is_locked() and not any(pod.app_state(a.name).process_alive()
+                                           for a in m.apps):
+            raise PodError(f"pod {pod.uuid} is not running")
         raise PodError(f"app {app.name} of pod {pod.uuid} is not running")
     ctx = PodContext.load(paths, pod)
     return get_stage1(m.stage1).exec_in_app(ctx, app, argv, tty=sys.stdin.isatty(),

@@ -8,7 +8,7 @@ from typing import Any
 
 from rktnetes.errors import PodError, RktError, UnreadableManifest
 from rktnetes.lazylog import getLogger
-from rktnetes.pod.state import RUNNING, UNKNOWN, AppState
+from rktnetes.pod.state import EXITED, RUNNING, UNKNOWN, AppState
 from rktnetes.pod.store import (EMBRYO, EXITED_GARBAGE, GARBAGE, PREPARE, PREPARED, RUN, Pod,
                                 PodStore)
 
@@ -81,6 +81,7 @@ class PodStatus:
     apps: list[AppStatus] = field(default_factory=list)
     networks: list[dict[str, Any]] = field(default_factory=list)
     error: str = ""
+    supervised: bool = True     # False: running, but its monitor is gone (see UNSUPERVISED)
 
     def to_json(self) -> dict[str, Any]:
         return with_rfc3339(asdict(self))
@@ -88,6 +89,38 @@ class PodStatus:
     @property
     def exited(self) -> bool:
         return self.state in ("exited", "exited garbage")
+
+    @property
+    def shown_state(self) -> str:
+        """The state as the tables show it: `running, unsupervised` for a pod whose monitor
+        died while its apps go on."""
+        return self.state if self.supervised else f"{self.state}, unsupervised"
+
+
+UNSUPERVISED = ("its monitor died; its apps still run, unsupervised: `rkt stop {uuid}` "
+                "stops them (or `rkt gc` kills them) and cleans up")
+MONITOR_GONE = ("monitor died; apps it had started may still run until `rkt stop` (or "
+                "`rkt gc`) ends them and cleans up")
+
+
+def app_view(a, s: AppState, orphaned: bool) -> AppStatus:
+    """One app's status; `orphaned`: its pod is in `run` with no monitor, so its record alone
+    says nothing: a recorded running process is checked (pid and start time) and shows as
+    running while it is, exited (status unknown) once it is not."""
+    state, msg, code, sig = s.state, s.message, s.exit_code, s.signal
+    if orphaned and s.state == RUNNING:
+        if s.process_alive():
+            msg = msg or "unsupervised: its pod's monitor died"
+        elif s.stop_signal and s.stop_fatal:   # as `rkt stop` will record it (stop.reap_dead)
+            state, code, sig = EXITED, 128 + s.stop_signal, s.stop_signal
+            msg = "ended by its stop signal after its pod's monitor died"
+        elif s.starttime:
+            state, msg = EXITED, "exited unsupervised: its exit status is unknown"
+        else:
+            state, msg = UNKNOWN, msg or "the pod's monitor is gone"   # an older record
+    return AppStatus(a.name, a.image_name, a.image_id, state, s.pid if state == RUNNING else 0,
+                     code, sig, s.reason, msg, s.restarts, s.created_at, s.started_at,
+                     s.finished_at)
 
 
 def pod_status(pod: Pod, app_states: bool = True) -> PodStatus:
@@ -104,29 +137,28 @@ def pod_status(pod: Pod, app_states: bool = True) -> PodStatus:
         except RktError:
             pass
         state = display_state(pod.state)
-        if pod.state == RUN:
-            orphaned = True
-            state, error = "exited", error or (
-                "monitor died; apps it had started may still run until `rkt stop` (or "
-                "`rkt gc`) ends them and cleans up")
+        orphaned = pod.state == RUN
     apps = []
     for a in m.apps:
-        s = pod.app_state(a.name) if app_states else AppState(a.name, UNKNOWN)
-        if orphaned and s.state == RUNNING:
-            s.state = UNKNOWN  # nobody watches it any more: as `rkt app status` says
-        apps.append(AppStatus(a.name, a.image_name, a.image_id, s.state, s.pid, s.exit_code,
-                              s.signal, s.reason, s.message, s.restarts, s.created_at,
-                              s.started_at, s.finished_at))
+        s = pod.app_state(a.name) if app_states or orphaned else AppState(a.name, UNKNOWN)
+        apps.append(app_view(a, s, orphaned))
+    supervised = True
+    if orphaned:
+        if any(a.state == RUNNING for a in apps):
+            supervised, error = False, UNSUPERVISED.format(uuid=pod.uuid)
+        else:
+            state, error = "exited", error or MONITOR_GONE
     nets = ps.get("networks") or [{"name": n.name} for n in m.networks]
     started_at = float(ps.get("started_at") or 0)
     if app_states and apps and not m.sandbox and not any(a.started_at for a in apps):
         started_at = 0.0  # no app ever started (setup or start failures): not "started"
     return PodStatus(uuid=pod.uuid, state=state,
-                     pid=int(ps.get("pid") or ps.get("monitor_pid") or 0) if state == "running" else 0,
+                     pid=int(ps.get("pid") or ps.get("monitor_pid") or 0)
+                     if state == "running" and supervised else 0,
                      stage1=m.stage1, created_at=m.created_at,
                      started_at=started_at,
                      finished_at=float(ps.get("finished_at") or 0),
-                     apps=apps, networks=list(nets), error=error)
+                     apps=apps, networks=list(nets), error=error, supervised=supervised)
 
 
 def list_pods(store: PodStore, app_states: bool = True) -> list[PodStatus]:

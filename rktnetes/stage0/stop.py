@@ -15,7 +15,7 @@ import signal
 import time
 
 from rktnetes.config import Paths
-from rktnetes.errors import PodError
+from rktnetes.errors import PodError, RktError
 from rktnetes.fsutil import atomic_write_json
 from rktnetes.pod import state as st
 from rktnetes.pod.store import EXITED_GARBAGE, GARBAGE, RUN, Pod
@@ -29,27 +29,46 @@ log = logging.getLogger(__name__)
 STOP_MARGIN = 30.0
 
 
-def reap_dead(paths: Paths, pod: Pod, message: str = "monitor died") -> None:
-    """A `run` pod whose monitor is gone: undo its journal, close its apps' records, move it to
-    `exited-garbage`. The caller holds the pod's lock."""
+def reap_dead(paths: Paths, pod: Pod, message: str = "monitor died",
+              timeout: float | None = None) -> None:
+    """A `run` pod whose monitor is gone: stop what of it still runs, undo its journal, close
+    its apps' records, move it to `exited-garbage`. The caller holds the pod's lock.
+
+    timeout: apps still running get their stop signal and that long to exit before they are
+    killed (`rkt stop`); 0 or None kills them at once (`rkt stop --force`, `gc`, `rm`). Exit statuses that only
+    the dead monitor could have collected are inferred where the signal that ended the app is
+    certain (a signal it neither caught nor ignored), and reported unknown (255) otherwise."""
+    try:
+        apps = pod.manifest().apps
+    except (OSError, ValueError):
+        apps = []
+    states = {a.name: pod.app_state(a.name) for a in apps}
+    live = [a for a in apps if states[a.name].process_alive()]
+    if live and timeout:
+        _stop_unsupervised(paths, pod, live, states, timeout)
+    killed = {a.name for a in live if states[a.name].process_alive()}  # the undo kills them
     for problem in undo_resources(paths, pod):
         # the journal stays with the pod: `rkt rm|gc` try again before deleting it
         log.warning("pod %s: %s", pod.uuid, problem)
     now = time.time()
-    try:
-        names = [a.name for a in pod.manifest().apps]
-    except (OSError, ValueError):
-        names = []
-    for name in names:
-        a = pod.app_state(name)
-        if a.state != st.EXITED:
-            a.state = st.EXITED
-            a.reason = st.ERROR
-            a.message = message
+    for name, a in states.items():
+        if a.state == st.EXITED:
+            continue
+        if name in killed:
+            a.exit_code, a.signal = 128 + signal.SIGKILL, int(signal.SIGKILL)
+            a.message = f"killed: its pod's monitor was gone ({message})"
+        elif a.state == st.RUNNING and a.stop_signal and a.stop_fatal:
+            a.exit_code, a.signal = 128 + a.stop_signal, a.stop_signal
+            a.message = (f"ended by its stop signal {_signame(a.stop_signal)}, as its pod's "
+                         f"monitor ({message}) could not confirm")
+        else:
+            a.message = message   # and 255: its exit status went with its monitor
             if a.exit_code is None:
                 a.exit_code = 255 if a.started_at else -1
-            a.finished_at = a.finished_at or now
-            pod.save_app_state(a)
+        a.state = st.EXITED
+        a.reason = st.ERROR
+        a.finished_at = a.finished_at or now
+        pod.save_app_state(a)
     ps = pod.pod_state()
     ps.setdefault("finished_at", now)
     ps["error"] = ps.get("error") or message
@@ -58,7 +77,42 @@ def reap_dead(paths: Paths, pod: Pod, message: str = "monitor died") -> None:
     pod.move(EXITED_GARBAGE)
 
 
-def try_reap(paths: Paths, pod: Pod) -> bool:
+def _signame(sig: int) -> str:
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return str(sig)
+
+
+def _stop_unsupervised(paths: Paths, pod: Pod, live: list, states: dict, timeout: float) -> None:
+    """What the monitor would have done: each running app's stop signal through its stage1
+    (KILL in place of one its PID namespace's init would drop), then `timeout` to exit."""
+    from rktnetes.host import signals
+    from rktnetes.stage1 import get_stage1
+    from rktnetes.stage1.base import PodContext
+
+    try:
+        ctx = PodContext.load(paths, pod)
+        s1 = get_stage1(ctx.manifest.stage1)
+    except (RktError, OSError, ValueError) as e:
+        log.warning("pod %s: cannot signal its apps (%s): killing them", pod.uuid, e)
+        return
+    for app in live:
+        a = states[app.name]
+        sig = signals.number(app.stop_signal)
+        fate = signals.fate(a.pid, sig)
+        a.stop_signal, a.stop_fatal = sig, fate in (signals.DIES, signals.DROPPED)
+        pod.save_app_state(a)
+        try:
+            s1.signal_app(ctx, app, signal.SIGKILL if fate == signals.DROPPED else sig)
+        except (RktError, OSError) as e:
+            log.warning("pod %s: app %s: %s", pod.uuid, app.name, e)
+    deadline = time.monotonic() + timeout
+    while any(states[a.name].process_alive() for a in live) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def try_reap(paths: Paths, pod: Pod, timeout: float | None = None) -> bool:
     """Reap a `run` pod if its lock is free; False if someone holds it."""
     try:
         lock = pod.lock()
@@ -69,7 +123,7 @@ def try_reap(paths: Paths, pod: Pod) -> bool:
             return False
         pod.refresh()
         if pod.state == RUN:
-            reap_dead(paths, pod)
+            reap_dead(paths, pod, timeout=timeout)
         return True
     finally:
         lock.close()
@@ -92,7 +146,7 @@ def stop(paths: Paths, pod: Pod, timeout: float = 10.0, force: bool = False) -> 
 
             raise PodError(f"pod {pod.uuid} is not running (it is {display_state(pod.state)})")
         if not pod.is_locked():
-            if try_reap(paths, pod):
+            if try_reap(paths, pod, 0 if force else timeout):
                 continue
         pid = monitor_alive(pod)  # pid and start time: a foreground monitor is `rkt run` itself
         if pid and requested != pid:

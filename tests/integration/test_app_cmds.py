@@ -291,11 +291,12 @@ def test_kill_monitor_then_stop_and_rm_leave_nothing(r):
     d = pod_dir(r, uuid)
     st = json.loads((d / "state.json").read_text())
     os.kill(st["monitor_pid"], signal.SIGKILL)
-    wait_for(lambda: status(r, uuid)["state"] == "exited", 10, "the pod to show as exited")
-    # still understood
+    wait_for(lambda: not status(r, uuid)["supervised"], 10, "the pod to show as unsupervised")
+    # still understood: the app still runs, nobody watches it
+    assert status(r, uuid)["state"] == "running"
     listing = apps(r, uuid)
     assert set(listing) == {"running", "exited", "created"}
-    assert listing["running"]["state"] == "unknown"
+    assert listing["running"]["state"] == "running"
     assert listing["exited"]["state"] == "exited" and listing["exited"]["exit_code"] == 2
     assert listing["created"]["state"] == "created"
     assert "monitor died" in status(r, uuid)["error"]

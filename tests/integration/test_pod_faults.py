@@ -111,10 +111,11 @@ def test_kill_detached_run_and_monitor(r, flavor):
     os.kill(monitor_pid(r, uuid), signal.SIGKILL)
     time.sleep(0.2)
     st = json.loads(r("status", "--format", "json", uuid).stdout)
-    assert st["state"] == "exited"  # lock free: its monitor is gone
-    # ... but its app may still run: not claimed "running" by nobody, and the way out is said
-    assert [a["state"] for a in st["apps"]] == ["unknown"]
+    # its monitor is gone but its app runs on: said as it is, with the way out
+    assert st["state"] == "running" and st["supervised"] is False
+    assert [a["state"] for a in st["apps"]] == ["running"]
     assert "monitor died" in st["error"] and "rkt stop" in st["error"]
+    assert "running, unsupervised" in r("list").stdout
     gc_and_check(r, mark)
 
 
