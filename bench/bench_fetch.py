@@ -13,7 +13,7 @@ Prints per-round times, medians, the rkt/peer ratio and peak RSS (from /usr/bin/
 available, else getrusage(RUSAGE_CHILDREN) maxima). Everything (registry process, temp dirs)
 is removed at the end, also on Ctrl-C or SIGTERM.
 
-    .venv/bin/python bench/bench_fetch.py [--rounds N] [--keep] [--profile OUT.pstats]
+    .venv/bin/python bench/bench_fetch.py [--rounds N] [--baseline TREE] [--keep] [--profile OUT.pstats]
 """
 
 from __future__ import annotations
@@ -183,16 +183,22 @@ def du(path: Path) -> tuple[int, int]:
     return files, size
 
 
-def run_rkt(tmp: Path, image: str, rnd: int, profile: str | None) -> Timed:
-    data = tmp / f"rkt-{rnd}"
+def run_rkt(tmp: Path, image: str, rnd: int, profile: str | None,
+            tree: Path | None = None) -> Timed:
+    """One fetch by this checkout's rkt, or by the one in `tree` (--baseline)."""
+    data = tmp / f"rkt-{rnd}{'-base' if tree else ''}"
     conf = tmp / "rkt-config"
     conf.mkdir(exist_ok=True)
     t = Timed()
     argv = rkt_argv()
+    env = None
+    if tree is not None:
+        argv = [sys.executable, "-m", "rktnetes"]
+        env = {**os.environ, "PYTHONPATH": str(tree)}
     if profile:
         argv = [sys.executable, "-m", "cProfile", "-o", profile, "-m", "rktnetes"]
     t.run([*argv, "--dir", str(data), "--config-dir", str(conf), "fetch", "-q",
-           "--insecure-options=http", f"docker://{image}"])
+           "--insecure-options=http", f"docker://{image}"], env=env)
     t.files = du(data)
     shutil.rmtree(data)
     return t
@@ -218,6 +224,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=5, help="rounds of each (default 5)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (for debugging)")
+    ap.add_argument("--baseline", metavar="TREE", type=Path,
+                    help="also time another checkout of rktnetes (e.g. a `git worktree` of the "
+                    "commit before a change) in the same rounds, and print this one's ratio "
+                    "to it")
     ap.add_argument("--profile", metavar="OUT",
                     help="also run one extra rkt fetch under cProfile, writing OUT (pstats)")
     args = ap.parse_args(argv)
@@ -246,16 +256,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"peer: skopeo copy docker://{image} oci:FRESH:bench && umoci unpack --image FRESH:bench BUNDLE")
         print()
 
+        if args.baseline:
+            print(f"base: PYTHONPATH={args.baseline} python -m rktnetes ... (the same fetch)")
         rkt_t, peer_t, rkt_rss, peer_rss, rkt_cpu, peer_cpu = [], [], [], [], [], []
+        base_t, base_cpu = [], []
         print(f"{'round':>5}  {'rkt s':>7}  {'peer s':>7}  {'(skopeo+umoci)':>14}  {'rkt cpu':>7}  "
               f"{'peer cpu':>8}  {'rkt RSS MB':>10}  {'peer RSS MB':>11}")
         for rnd in range(args.rounds):
             # alternate which goes first, so neither always benefits from a warm cache
             order = ("rkt", "peer") if rnd % 2 == 0 else ("peer", "rkt")
+            if args.baseline:
+                order = ("base", *order) if rnd % 2 else (*order, "base")
             res = {}
             for which in order:
                 res[which] = (run_rkt(tmp, image, rnd, None) if which == "rkt"
-                              else run_peer(tmp, image, rnd, env))
+                              else run_rkt(tmp, image, rnd, None, args.baseline)
+                              if which == "base" else run_peer(tmp, image, rnd, env))
             r, p = res["rkt"], res["peer"]
             rkt_t.append(r.wall)
             peer_t.append(p.wall)
@@ -266,6 +282,9 @@ def main(argv: list[str] | None = None) -> int:
             if rnd == 0:
                 files_note = (f"(rkt layer cache: {r.files[0]} files {r.files[1] / 1e6:.1f} MB; "
                               f"umoci rootfs: {p.files[0]} files {p.files[1] / 1e6:.1f} MB)")
+            if args.baseline:
+                base_t.append(res["base"].wall)
+                base_cpu.append(res["base"].cpu)
             split = f"{p.parts[0]:.2f}+{p.parts[1]:.2f}"
             print(f"{rnd + 1:>5}  {r.wall:7.2f}  {p.wall:7.2f}  {split:>14}  {r.cpu:7.2f}  {p.cpu:8.2f}  "
                   f"{r.peak_kb / 1024:10.1f}  {p.peak_kb / 1024:11.1f}", flush=True)
@@ -276,6 +295,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ratio rkt/peer: {mr / mp:.2f}x")
         cr, cp = statistics.median(rkt_cpu), statistics.median(peer_cpu)
         print(f"median CPU (user+sys): rkt {cr:.2f}s, skopeo+umoci {cp:.2f}s, ratio {cr / cp:.2f}x")
+        if args.baseline:
+            mb, cb = statistics.median(base_t), statistics.median(base_cpu)
+            print(f"baseline {args.baseline}: median wall {mb:.2f}s, CPU {cb:.2f}s; this "
+                  f"checkout / baseline: wall {mr / mb:.2f}x, CPU {cr / cb:.2f}x "
+                  f"(per round: {', '.join(f'{a:.2f}/{b:.2f}' for a, b in zip(rkt_t, base_t))})")
         rss_src = "/usr/bin/time %M" if GNU_TIME else "getrusage RUSAGE_CHILDREN"
         print(f"peak RSS ({rss_src}; peer = max of skopeo, umoci): rkt {max(rkt_rss) / 1024:.1f} MB, "
               f"peer {max(peer_rss) / 1024:.1f} MB")
