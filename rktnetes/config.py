@@ -46,11 +46,20 @@ class Paths:
         except OSError:
             pass
         try:
-            st = os.stat(self.data)
-            if st.st_mode & 0o077 and st.st_uid == os.geteuid() and os.path.isdir(self.data):
-                os.chmod(self.data, 0o700)
+            st = os.lstat(self.data)
         except OSError:
-            pass
+            return
+        if os.path.isdir(self.data) and st.st_uid != os.geteuid():
+            from rktnetes.errors import RktError
+
+            # whoever owns it could replace what we store with what we would then run
+            raise RktError(f"data directory {self.data} belongs to uid {st.st_uid}, not to "
+                           f"us (uid {os.geteuid()}): refusing to use it")
+        if st.st_mode & 0o077 and os.path.isdir(self.data):
+            try:
+                os.chmod(self.data, 0o700)
+            except OSError:
+                pass
 
     @property
     def store(self) -> Path:

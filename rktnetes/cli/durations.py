@@ -14,7 +14,7 @@ def parse_duration(s: str) -> float:
     """Seconds in `s`; a bare number is seconds. UsageError with one line if it is no duration."""
     text = s.strip().lower()
     if re.fullmatch(r"\d+(?:\.\d+)?", text):
-        return float(text)
+        return _bounded(float(text), s)
     pos, total = 0, 0.0
     for m in re.finditer(_PART, text):
         if m.start() != pos:
@@ -23,7 +23,16 @@ def parse_duration(s: str) -> float:
         pos = m.end()
     if not text or pos != len(text):
         raise UsageError(f"invalid duration {s!r} (examples: 24h, 30m, 90s, 1h30m, 0)")
-    return total
+    return _bounded(total, s)
+
+
+MAX_SECONDS = 100 * 365 * 86400.0
+
+
+def _bounded(seconds: float, s: str) -> float:
+    if not seconds <= MAX_SECONDS:   # inf from a number of 400 digits, say
+        raise UsageError(f"duration {s[:40]!r}: longer than 100 years")
+    return seconds
 
 
 def argparse_duration(s: str) -> float:

@@ -164,8 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     from rktnetes.config import Paths
 
     paths = Paths.resolve(getattr(args, "dir", None), getattr(args, "config_dir", None))
-    paths.secure(create=False)
     try:
+        paths.secure(create=False)
         return int(args.func(args, paths) or 0)
     except HelpWanted:
         args.help_parser.print_help()

@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from rktnetes.config import Paths
-from rktnetes.errors import PodError, RktError, UsageError
+from rktnetes.errors import NotFoundError, PodError, ReferenceError_, RegistryError, UsageError
 from rktnetes.stage0.options import INSECURE_HELP, PULL_POLICIES, RESTART_POLICIES
 
 from .run_grammar import APP_FLAGS_HELP, parse_apps
@@ -156,7 +156,8 @@ def _prepare(args, paths: Paths):
     prep.check_uuid_file(args.uuid_file_save)
     try:
         pod, lock = prep.prepare(paths, _options(args), parsed.apps)
-    except RktError as e:
+    except (NotFoundError, RegistryError, ReferenceError_) as e:
+        # the image cannot be had (or named): perhaps it was no image at all
         hint = _command_read_as_image(parsed.apps, getattr(e, "image_position", 0))
         if hint:
             raise UsageError(f"{hint} ({e})") from None

@@ -70,12 +70,18 @@ def open_in(root_fd: int, path: str, *, follow: bool = True, symlinks: bool = Tr
         resolve = _RESOLVE_NO_MAGICLINKS | (_RESOLVE_IN_ROOT if symlinks else
                                             _RESOLVE_BENEATH | _RESOLVE_NO_SYMLINKS)
         how = _OpenHow(O_PATH | (0 if follow else os.O_NOFOLLOW), 0, resolve)
-        fd = _libc.syscall(_SYS_OPENAT2, root_fd, rel.encode(), ctypes.byref(how),
-                           ctypes.sizeof(how))
-        if fd >= 0:
-            _openat2_works = True
-            return fd
-        e = ctypes.get_errno()
+        for _ in range(8):
+            fd = _libc.syscall(_SYS_OPENAT2, root_fd, rel.encode(), ctypes.byref(how),
+                               ctypes.sizeof(how))
+            if fd >= 0:
+                _openat2_works = True
+                return fd
+            e = ctypes.get_errno()
+            if e != errno.EAGAIN:
+                break
+            # EAGAIN: a rename or mount somewhere raced a lookup through `..`: try again
+        else:
+            return _walk(root_fd, rel, follow, symlinks)
         if e not in (errno.ENOSYS, errno.EPERM) or _openat2_works:
             raise OSError(e, os.strerror(e), path)
         _openat2_works = False
@@ -83,8 +89,14 @@ def open_in(root_fd: int, path: str, *, follow: bool = True, symlinks: bool = Tr
 
 
 def _walk(root_fd: int, rel: str, follow: bool, symlinks: bool) -> int:
-    """open_in without openat2: one component at a time, never following a link blindly."""
+    """open_in without openat2: one component at a time, never following a link blindly,
+    with the kernel's rules: a trailing `/` or `.` wants a directory (a final link is then
+    followed), and without symlinks a `..` above the root is EXDEV, as RESOLVE_BENEATH."""
+    if rel.endswith("/") or rel.endswith("/.") or rel == ".":
+        follow = True
+        rel = rel.rstrip("/") + "/."
     todo = [c for c in rel.split("/") if c not in ("", ".")]
+    want_dir = rel.endswith("/.")
     stack = [os.dup(root_fd)]          # the directories walked, root first
     links = 0
     try:
@@ -93,6 +105,8 @@ def _walk(root_fd: int, rel: str, follow: bool, symlinks: bool) -> int:
             if comp == "..":
                 if len(stack) > 1:
                     os.close(stack.pop())
+                elif not symlinks:
+                    raise OSError(errno.EXDEV, os.strerror(errno.EXDEV), rel)
                 continue
             fd = os.open(comp, O_PATH | os.O_NOFOLLOW, dir_fd=stack[-1])
             st = os.fstat(fd)
@@ -110,7 +124,7 @@ def _walk(root_fd: int, rel: str, follow: bool, symlinks: bool) -> int:
                         os.close(stack.pop())
                 todo = [c for c in target.split("/") if c not in ("", ".")] + todo
                 continue
-            if todo and not stat.S_ISDIR(st.st_mode):
+            if (todo or want_dir) and not stat.S_ISDIR(st.st_mode):
                 os.close(fd)
                 raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), rel)
             stack.append(fd)
@@ -191,6 +205,7 @@ def _make_path(root_fd: int, path: str, mode: int, file_last: bool) -> int:
     todo = [c for c in path.split("/") if c not in ("", ".")]
     done: list[str] = []
     links = 0
+    root_dev = os.fstat(root_fd).st_dev
     while todo:
         comp = todo.pop(0)
         if comp == "..":
@@ -203,6 +218,10 @@ def _make_path(root_fd: int, path: str, mode: int, file_last: bool) -> int:
             try:
                 st = os.stat(comp, dir_fd=parent, follow_symlinks=False)
             except FileNotFoundError:
+                if os.fstat(parent).st_dev != root_dev:
+                    # a host mount already in the rootfs (/dev, a volume): never made into
+                    raise PermissionError(errno.EXDEV, f"/{'/'.join(done + [comp])} would "
+                                          f"be made on a mount that is not the image's")
                 try:
                     if last and file_last:
                         os.close(os.open(comp, os.O_WRONLY | os.O_CREAT | os.O_EXCL |

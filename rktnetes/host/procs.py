@@ -1,7 +1,49 @@
-"""Processes named by pid and start time, so that a recorded pid never names a newer process
-that happens to reuse it."""
+"""Processes: starting them without `subprocess` (the monitor must stay small), naming them by
+pid and start time (so a recorded pid never names a newer process that reuses it), killing
+them and their descendants.
+
+`run` is posix_spawn + waitpid for tools (runc, nsenter); `fork_exec` forks a child that
+prepares itself (namespaces, mounts, chroot, ids) and waits for the parent's go-ahead, so
+the parent can journal the child's pid before the child does anything.
+"""
 
 from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import time
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing and dataclasses are heavy for the monitor, which imports this
+    from collections.abc import Callable
+
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def prctl(option: int, arg: int) -> None:
+    import ctypes
+
+    from .libc import check, libc
+
+    check(libc.prctl(option, ctypes.c_ulong(arg), 0, 0, 0), "prctl")
+
+
+def set_child_subreaper() -> None:
+    """Orphaned descendants (a container's init once `runc run --detach` exits) become our
+    children, so the monitor can waitpid them for their exit status."""
+    prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+
+def boot_id() -> str:
+    """This boot's id: a pid and start time recorded in an earlier boot name nothing now."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
 
 
 def starttime(pid: int) -> int:
@@ -16,9 +58,10 @@ def starttime(pid: int) -> int:
     return int(stat[stat.rindex(b")") + 2:].split()[19])
 
 
-def alive(pid: int, started: int) -> bool:
-    """The process recorded as (pid, start time) still runs (a zombie counts as gone)."""
-    if pid <= 0 or not started:
+def alive(pid: int, started: int, boot: str = "") -> bool:
+    """The process recorded as (pid, start time[, boot id]) still runs (a zombie counts as
+    gone; one recorded in another boot too)."""
+    if pid <= 0 or not started or (boot and boot != boot_id()):
         return False
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
@@ -31,8 +74,6 @@ def alive(pid: int, started: int) -> bool:
 
 def _children() -> dict[int, list[int]]:
     """Parent pid -> its children's pids, from /proc."""
-    import os
-
     out: dict[int, list[int]] = {}
     for name in os.listdir("/proc"):
         if not name.isdigit():
@@ -49,23 +90,239 @@ def _children() -> dict[int, list[int]]:
 
 def kill_tree(pid: int) -> None:
     """SIGKILL `pid` and every process descended from it (a call's worker and what it ran: a
-    CNI plugin, a runtime). `pid` must be our child (so it cannot be a reused pid); it is
-    stopped first, so that it starts nothing new while its descendants are collected."""
-    import os
+    CNI plugin, a runtime). `pid` must be our child (so it cannot be a reused pid). Every
+    process of the tree is stopped first, the tree looked at again until it holds no new
+    one, and only then is each killed: none can start another, nor be reparented and go on."""
     import signal
 
-    try:
-        os.kill(pid, signal.SIGSTOP)
-    except ProcessLookupError:
-        return
-    tree, todo = [], [pid]
-    kids = _children()
+    stopped: set[int] = set()
+    todo = [pid]
     while todo:
-        p = todo.pop()
-        tree.append(p)
-        todo += kids.get(p, [])
-    for p in reversed(tree):   # the leaves first: nothing is reparented while it lives
+        for p in todo:
+            try:
+                os.kill(p, signal.SIGSTOP)
+                stopped.add(p)
+            except ProcessLookupError:
+                pass
+        if not stopped:
+            return
+        kids = _children()
+        tree, walk = set(), [pid]
+        while walk:
+            p = walk.pop()
+            tree.add(p)
+            walk += kids.get(p, [])
+        todo = sorted(tree - stopped)   # started before its parent was stopped
+    for p in stopped:
         try:
             os.kill(p, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def kill_process(pid: int, started: int, timeout: float = 5.0, boot: str = "") -> None:
+    """SIGKILL `pid` if it is still the process recorded as started at `started` (in boot
+    `boot`, when given); wait until it is gone."""
+    if not pid or (boot and boot != boot_id()):
+        return
+    try:  # a pidfd pins the process: no pid reuse between the check and the kill
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    except OSError:
+        pidfd = -1  # no pidfds (Linux < 5.3): signal by pid and poll below
+    try:
+        if starttime(pid) != started:
+            return
+        if pidfd >= 0:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            # readable once it has exited: no sleeping in steps
+            select.select([pidfd], [], [], timeout)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)  # our own child (the monitor's infra): reaped
+            return
+    finally:
+        if pidfd >= 0:
+            os.close(pidfd)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout
+    while starttime(pid) == started and time.monotonic() < deadline:
+        try:  # our own child (the monitor's infra): reap it, or it stays a zombie
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return
+        except ChildProcessError:
+            pass
+        if _is_zombie(pid):
+            return  # dead; its parent will reap it
+        time.sleep(0.01)
+
+
+def signal_process(pid: int, started: int, sig: int, boot: str = "") -> bool:
+    """Send `sig` to the process recorded as (pid, start time[, boot]) if it is still that
+    process; a pidfd pins it, so a reused pid is never signalled. False if it is gone."""
+    if not alive(pid, started, boot):
+        return False
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return False
+    try:
+        if starttime(pid) != started:
+            return False
+        signal.pidfd_send_signal(pidfd, sig)
+        return True
+    except ProcessLookupError:
+        return False
+    finally:
+        os.close(pidfd)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        return stat[stat.rindex(b")") + 2:stat.rindex(b")") + 3] in (b"Z", b"X")
+    except (FileNotFoundError, ValueError):
+        return True
+
+
+# What a program expects to find at their defaults; Python itself ignores SIGPIPE and SIGXFSZ,
+# and an exec keeps an ignored disposition.
+_DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD, signal.SIGTERM,
+                    signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+
+
+class Completed:
+    __slots__ = ("returncode", "stdout", "stderr")
+
+    def __init__(self, returncode: int, stdout: bytes, stderr: bytes):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+    @property
+    def err_line(self) -> str:
+        """The tool's last stderr line, for one-line error messages."""
+        lines = [x for x in self.stderr.decode(errors="replace").splitlines() if x.strip()]
+        return lines[-1].strip() if lines else f"exit status {self.returncode}"
+
+
+def exit_code(status: int) -> int:
+    """A wait status as a shell would report it: the exit code, or 128+signal."""
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.waitstatus_to_exitcode(status)
+
+
+def spawn(argv: list[str], fds: dict[int, int] | None = None, env: dict[str, str] | None = None,
+          setsid: bool = False) -> int:
+    """posix_spawn `argv` with `fds` (target fd -> our fd) dup'ed in; returns the pid."""
+    actions = []
+    for target, ours in (fds or {}).items():
+        actions.append((os.POSIX_SPAWN_DUP2, ours, target))
+    return os.posix_spawnp(argv[0], argv, os.environ if env is None else env,
+                           file_actions=actions, setsigdef=_DEFAULT_SIGNALS,
+                           setsigmask=(), setsid=setsid)
+
+
+def run(argv: list[str], stdin: int | None = None, capture: bool = True,
+        env: dict[str, str] | None = None) -> Completed:
+    """Run a tool to completion; stdout/stderr captured (or inherited if not `capture`)."""
+    fds: dict[int, int] = {}
+    devnull = -1
+    if stdin is None:
+        devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        stdin = devnull
+    fds[0] = stdin
+    pipes = []
+    if capture:
+        for target in (1, 2):
+            r, w = os.pipe2(os.O_CLOEXEC)
+            fds[target] = w
+            pipes.append((r, w))
+    try:
+        pid = spawn(argv, fds, env)
+    except OSError:
+        for r, w in pipes:
+            os.close(r)
+            os.close(w)
+        raise
+    finally:
+        if devnull >= 0:
+            os.close(devnull)
+    for _, w in pipes:
+        os.close(w)
+    outs = [b"", b""]
+    if capture:
+        import select
+
+        open_fds = {pipes[0][0]: 0, pipes[1][0]: 1}
+        while open_fds:
+            ready, _, _ = select.select(list(open_fds), [], [])
+            for fd in ready:
+                chunk = os.read(fd, 65536)
+                if chunk:
+                    outs[open_fds[fd]] += chunk
+                else:
+                    os.close(fd)
+                    del open_fds[fd]
+    _, status = os.waitpid(pid, 0)
+    return Completed(exit_code(status), outs[0], outs[1])
+
+
+def fork_exec(prepare: Callable[[], None], argv: list[str], env: dict[str, str],
+              fds: dict[int, int], before_go: Callable[[int], None] | None = None) -> int:
+    """Fork; the child waits for the go-ahead, runs `prepare()` (namespaces, mounts, chroot,
+    ids), sets up `fds` as 0/1/2 and execs `argv`. The parent calls `before_go(pid)` (to
+    journal the pid) first. Raises OSError with the child's message if it could not exec."""
+    go_r, go_w = os.pipe2(os.O_CLOEXEC)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:  # child: never returns
+        try:
+            os.close(go_w)
+            os.close(err_r)
+            if not os.read(go_r, 1):
+                os._exit(127)  # the parent gave up
+            for sig in _DEFAULT_SIGNALS:
+                signal.signal(sig, signal.SIG_DFL)
+            signal.set_wakeup_fd(-1)
+            prepare()
+            # dup2 onto 0/1/2 without clobbering a source that is itself 0/1/2
+            srcs = {t: os.dup(s) for t, s in fds.items()}
+            for target, src in srcs.items():
+                os.dup2(src, target, inheritable=True)
+            try:
+                os.execvpe(argv[0], argv, env)
+            except OSError as e:
+                raise OSError(f"cannot execute {argv[0]}: {e.strerror}") from None
+        except BaseException as e:  # noqa: BLE001 - everything goes back to the parent
+            msg = str(e)
+            try:
+                os.write(err_w, (msg or e.__class__.__name__).encode()[:4000])
+            finally:
+                os._exit(127)
+    os.close(go_r)
+    os.close(err_w)
+    try:
+        if before_go:
+            before_go(pid)
+        os.write(go_w, b"g")
+    except BaseException:
+        os.close(go_w)
+        os.close(err_r)
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise
+    os.close(go_w)
+    msg = b""
+    while True:  # EOF once exec succeeded (the pipe is close-on-exec) or the child died
+        chunk = os.read(err_r, 4096)
+        if not chunk:
+            break
+        msg += chunk
+    os.close(err_r)
+    if msg:
+        os.waitpid(pid, 0)
+        raise OSError(msg.decode(errors="replace"))
+    return pid

@@ -48,7 +48,7 @@ def check_replaceable(dest: Path, protected: list[Path]) -> None:
         if real == prot or _under(real, prot) or _under(prot, real):
             raise RktError(f"refusing to replace {dest}: it is, holds or is inside rktnetes' "
                            f"directory {p}")
-    from rktnetes.stage1.sys import mounts_under
+    from rktnetes.host.mounts import mounts_under
 
     mounts = mounts_under(real)
     if mounts:

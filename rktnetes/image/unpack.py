@@ -235,6 +235,8 @@ class _Unpacker:
 
     def entry(self, tf: tarfile.TarFile, m: tarfile.TarInfo) -> None:
         self.count += 1
+        if self.budget is not None:
+            self.budget.charge_entry()   # each entry costs an inode and a block on disk
         if len(self._fds) > _MAX_CACHED_FDS:
             # Evict between entries only: an fd handed out within an entry must stay valid.
             self._forget(())
@@ -457,6 +459,8 @@ class _Unpacker:
 
     def finish(self) -> None:
         for parts, ns in reversed(self.dir_times):
+            if len(self._fds) > _MAX_CACHED_FDS:
+                self._forget(())   # a layer of many directories: stay within RLIMIT_NOFILE
             fd = self._dir_fd(parts, "/".join(parts), create=False, strict=False)
             if fd is not None:  # gone: a later whiteout or entry replaced it
                 os.utime(fd, ns=(ns, ns))

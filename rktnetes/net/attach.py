@@ -68,7 +68,8 @@ def attach_networks(pod_dir: Path, uuid: str, ns_path: Path, configs: list[Netwo
             rt = cni.RuntimeConf(uuid, str(ns_path), ifname, dict(req.args), caps)
             conf_path = _save_attachment(pod_dir, cfg, rt)
             # relative: the pod directory moves between state directories by rename
-            resources.record(pod_dir, "cni", network=cfg.name, ifname=ifname,
+            resources.record(pod_dir, "cni", owner="rktnetes.net.cleanup",
+                             network=cfg.name, ifname=ifname,
                              conf=str(conf_path.relative_to(pod_dir)))
             attached.append(conf_path)
             result_path = _result_path(conf_path)

@@ -8,38 +8,18 @@ mounts as peers or slaves, so our umount reaches its copies too and the namespac
 
 from __future__ import annotations
 
-import ctypes
-import errno
 import os
 from pathlib import Path
 
 from rktnetes.errors import NetworkError
 from rktnetes.fsutil import FileLock, ensure_dir
+from rktnetes.host import mounts
 
 NETNS_DIR = Path("/run/rktnetes/netns")
-_MS_BIND, _MS_SHARED, _MS_REC = 4096, 1 << 20, 1 << 14
-_MNT_DETACH = 2
-
-_libc = ctypes.CDLL(None, use_errno=True)  # libc, already loaded (find_library runs ldconfig)
-_libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_void_p]
-_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 
 
 def netns_path(uuid: str, base: Path = NETNS_DIR) -> Path:
     return base / uuid
-
-
-def _mount(src: str, target: str, fstype: str | None, flags: int) -> None:
-    if _libc.mount(src.encode(), target.encode(), fstype.encode() if fstype else None,
-                   flags, None) != 0:
-        e = ctypes.get_errno()
-        raise OSError(e, os.strerror(e), target)
-
-
-def _is_mountpoint(path: Path) -> bool:
-    target = str(path)
-    with open("/proc/self/mountinfo") as f:
-        return any(line.split()[4] == target for line in f)
 
 
 def _prepare_dir(base: Path) -> None:
@@ -48,14 +28,14 @@ def _prepare_dir(base: Path) -> None:
     # namespaces' directory 0700: only root joins a pod's network namespace.
     ensure_dir(base.parent, 0o711)
     ensure_dir(base, 0o700)
-    if _is_mountpoint(base):
+    if mounts.is_mountpoint(str(base)):
         return
     with FileLock(base.parent / ".netns.lock").held():
-        if _is_mountpoint(base):
+        if mounts.is_mountpoint(str(base)):
             return
         try:
-            _mount(str(base), str(base), None, _MS_BIND | _MS_REC)
-            _mount("none", str(base), None, _MS_SHARED | _MS_REC)
+            mounts.mount(str(base), str(base), "", mounts.MS_BIND | mounts.MS_REC)
+            mounts.mount("none", str(base), "", mounts.MS_SHARED | mounts.MS_REC)
         except OSError as e:
             raise NetworkError(f"cannot prepare {base} for network namespaces: "
                                f"{e.strerror}") from None
@@ -81,7 +61,7 @@ def create(path: Path) -> None:
     # so the mount is visible here) and brings `lo` up with an ioctl in it, then exits; the
     # bind mount keeps the namespace alive. Errors come back through a pipe as "errno text".
     import _socket, fcntl, struct  # noqa: E401,F401 - loopback_up's, loaded before the fork
-    from rktnetes.stage1 import sys as lsys
+    from rktnetes.host import namespaces as ns
 
     r, w = os.pipe()
     pid = os.fork()
@@ -89,9 +69,9 @@ def create(path: Path) -> None:
         code = 0
         try:
             os.close(r)
-            lsys.unshare(lsys.CLONE_NEWNET)
-            lsys.mount("/proc/self/ns/net", str(path), "", lsys.MS_BIND)
-            lsys.loopback_up()
+            ns.unshare(ns.CLONE_NEWNET)
+            mounts.mount("/proc/self/ns/net", str(path), "", mounts.MS_BIND)
+            ns.loopback_up()
         except BaseException as e:  # noqa: BLE001 - reported to the parent
             try:
                 os.write(w, str(e).encode()[:1000])
@@ -111,13 +91,12 @@ def create(path: Path) -> None:
 
 def remove(path: Path) -> None:
     """Unmount and unlink; harmless when either is already done (for cleanup after crashes)."""
-    while True:
-        if _libc.umount2(str(path).encode(), _MNT_DETACH) != 0:
-            e = ctypes.get_errno()
-            if e in (errno.EINVAL, errno.ENOENT):   # not mounted (any more) / not there
-                break
-            raise NetworkError(f"cannot unmount network namespace {path}: {os.strerror(e)}")
-        # stacked mounts (a crash between two creates): loop until none is left
+    try:
+        while mounts.umount(str(path)):
+            pass   # stacked mounts (a crash between two creates): until none is left
+    except OSError as e:
+        raise NetworkError(f"cannot unmount network namespace {path}: "
+                           f"{os.strerror(e.errno)}") from None
     try:
         path.unlink()
     except FileNotFoundError:

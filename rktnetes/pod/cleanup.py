@@ -1,22 +1,24 @@
 """Undo everything a pod's journal (resources.jsonl) records, from any process, after any crash.
 
-Each undo tolerates "already gone", so running this twice, or on a journal entry whose resource
-was never created, is harmless. Order: processes and containers first (they pin mounts and
-cgroups), then mounts (reverse order, deepest first), network namespaces, cgroups, directories.
-The caller holds the pod's lock (the monitor, or `rkt stop|rm|gc` once the monitor is gone).
+Each journal kind is undone by the module that creates it: that module registers a handler for
+its kind (`register`), and names itself as the entry's `owner`, which is imported here before
+the undo, so pod/ knows no kind but the host's own (processes, mounts, network namespace
+mounts, cgroups, directories). A qemu process or a tap device is one more owner, not an edit
+here. Handlers run in phases: what pins others first (containers, processes), then network
+attachments (before the namespace they live in), mounts, namespaces, cgroups, directories.
 
-Paths inside the pod directory are journaled relative to it (the directory moves between state
-directories); a cgroup `path` that is not under /sys/fs/cgroup names that cgroup in every
-mounted hierarchy.
+Each undo tolerates "already gone", so running this twice, or on a journal entry whose resource
+was never created, is harmless. The caller holds the pod's lock (the monitor, or `rkt
+stop|rm|gc` once the monitor is gone). Paths inside the pod directory are journaled relative to
+it (the directory moves between state directories); a cgroup `path` that is not under
+/sys/fs/cgroup names that cgroup in every mounted hierarchy.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
-import select
-import signal
-import time
 from pathlib import Path
 
 from rktnetes.config import Paths
@@ -24,126 +26,133 @@ from rktnetes.errors import PodError
 from rktnetes.lazylog import getLogger
 
 from . import resources
+from .resources import Resource
 from .store import Pod
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    # handler(paths, pod, entries in journal order) -> problems left
+    Handler = Callable[[Paths, Pod, list[Resource]], list[str]]
 
 log = getLogger(__name__)
 
+# Phases, in the order they run.
+CONTAINERS, PROCESSES, ATTACHMENTS, MOUNTS, NAMESPACES, CGROUPS, DIRECTORIES = \
+    0, 10, 20, 30, 40, 50, 60
 
-def _abs(pod: Pod, p: str) -> str:
+_HANDLERS: dict[str, tuple[int, Handler]] = {}
+
+# Journals written before entries named their owner: the owners of the kinds they used.
+_LEGACY_OWNERS = {"runc": "rktnetes.stage1.ociruntime", "cni": "rktnetes.net.cleanup"}
+
+
+def register(kind: str, phase: int, handler: Handler) -> None:
+    """Make `handler` the undo of journal entries of `kind` (done by the owning module when
+    it is imported)."""
+    _HANDLERS[kind] = (phase, handler)
+
+
+def absolute(pod: Pod, p: str) -> str:
+    """A journaled path: relative ones are inside the pod directory."""
     return p if os.path.isabs(p) else str(pod.path / p)
 
 
-def kill_process(pid: int, starttime: int, timeout: float = 5.0) -> None:
-    """SIGKILL `pid` if it is still the process that was journaled; wait until it is gone."""
-    from rktnetes.stage1.sys import starttime as st
-
-    if not pid:
-        return
-    try:  # a pidfd pins the process: no pid reuse between the check and the kill
-        pidfd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    except OSError:
-        pidfd = -1  # no pidfds (Linux < 5.3): signal by pid and poll below
+def attempt(problems: list[str], what: str, fn, *args) -> None:
+    """Run one undo step; a failure is noted, and the undo of the rest goes on."""
     try:
-        if st(pid) != starttime:
-            return
-        if pidfd >= 0:
-            with contextlib.suppress(ProcessLookupError):
-                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-            # readable once it has exited: no sleeping in steps
-            select.select([pidfd], [], [], timeout)
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)  # our own child (the monitor's infra): reaped
-            return
-    finally:
-        if pidfd >= 0:
-            os.close(pidfd)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + timeout
-    while st(pid) == starttime and time.monotonic() < deadline:
-        try:  # our own child (the monitor's infra): reap it, or it stays a zombie
-            if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                return
-        except ChildProcessError:
-            pass
-        if _is_zombie(pid):
-            return  # dead; its parent will reap it
-        time.sleep(0.01)
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-        return stat[stat.rindex(b")") + 2:stat.rindex(b")") + 3] in (b"Z", b"X")
-    except (FileNotFoundError, ValueError):
-        return True
+        fn(*args)
+    except Exception as e:  # noqa: BLE001 - keep undoing the rest, report at the end
+        problems.append(f"{what}: {e}")
 
 
 def cleanup_from_journal(paths: Paths, pod: Pod) -> list[str]:
     """Undo every journaled resource of `pod`. Returns the problems that remain (empty when the
     host is clean); raises PodError only if the journal cannot be read at all."""
-    from rktnetes.stage1 import cgroups
-    from rktnetes.stage1 import sys as lsys
-    from rktnetes.stage1.ociruntime import OCIRuntime
-
     try:
         entries = resources.load(pod.path)
     except OSError as e:
         raise PodError(f"pod {pod.uuid}: cannot read its resource journal: {e}") from None
     problems: list[str] = []
-
-    def attempt(what: str, fn, *args) -> None:
-        try:
-            fn(*args)
-        except Exception as e:  # noqa: BLE001 - keep undoing the rest, report at the end
-            problems.append(f"{what}: {e}")
-
-    by_kind: dict[str, list] = {}
+    by_kind: dict[str, list[Resource]] = {"mount": []}   # mounts: the sweep below, always
     for res in entries:
         by_kind.setdefault(res.kind, []).append(res)
-
-    for res in reversed(by_kind.get("runc", [])):
-        rt = OCIRuntime(res.data.get("runtime", "runc"), Path(_abs(pod, res.data["root"])))
-        attempt(f"container {res.data['id']}", rt.delete, res.data["id"])
-    for res in reversed(by_kind.get("process", [])):
-        attempt(f"process {res.data.get('pid')}", kill_process, int(res.data.get("pid", 0)),
-                int(res.data.get("starttime", 0)))
-    for res in reversed(by_kind.get("cni", [])):
-        # CNI DEL belongs to the networking code; it reads its own journal entries. In
-        # reverse order of creation, and before the netns they live in is removed (below).
-        with contextlib.suppress(ImportError):
-            from rktnetes.net import cleanup as netcleanup  # type: ignore[attr-defined]
-
-            attempt(f"cni {res.data.get('network')}", netcleanup.undo, paths, pod, res)
-    mounts = [_abs(pod, r.data["path"]) for r in by_kind.get("mount", [])]
-    # anything still mounted below the pod directory, journaled or not, goes too
-    mounts += [m for m in lsys.mounts_under(str(pod.path)) if m not in mounts]
-    for mp in reversed(mounts):
-        for sub in lsys.mounts_under(mp):
-            attempt(f"umount {sub}", lsys.umount, sub)
-    for res in reversed(by_kind.get("netns", [])):
-        p = _abs(pod, res.data["path"])
-        attempt(f"umount {p}", lsys.umount, p)
-        with contextlib.suppress(FileNotFoundError):
-            attempt(f"remove {p}", _unlink, p)
-    cg = [r.data["path"] for r in by_kind.get("cgroup", [])]
-    for path in sorted(set(cg), key=lambda p: p.count("/"), reverse=True):
-        if path.startswith("/sys/fs/cgroup/"):
-            attempt(f"cgroup {path}", _rmdir, path)
-        else:
-            attempt(f"cgroup {path}", cgroups.remove, path)
-    from rktnetes.fsutil import rmtree
-
-    for res in reversed(by_kind.get("dir", [])):
-        p = Path(_abs(pod, res.data["path"]))
-        if not lsys.mounts_under(str(p)):
-            attempt(f"remove {p}", rmtree, p)
+        owner = res.owner or _LEGACY_OWNERS.get(res.kind, "")
+        if owner and res.kind not in _HANDLERS:
+            try:
+                importlib.import_module(owner)      # registers its kinds
+            except ImportError as e:
+                problems.append(f"{res.kind}: its owner {owner} cannot be loaded: {e}")
+    for kind, items in sorted(by_kind.items(), key=lambda kv: _HANDLERS.get(kv[0], (99,))[0]):
+        handler = _HANDLERS.get(kind)
+        if handler is None:
+            problems.append(f"{kind}: no module undoes this kind of resource")
+            continue
+        problems += handler[1](paths, pod, items)
     for p in problems:
         log.warning("pod %s: %s", pod.uuid, p)
+    return problems
+
+
+# -- the host's own kinds ------------------------------------------------------------------------
+
+def _processes(paths: Paths, pod: Pod, items: list[Resource]) -> list[str]:
+    from rktnetes.host.procs import kill_process
+
+    problems: list[str] = []
+    for res in reversed(items):
+        attempt(problems, f"process {res.data.get('pid')}", kill_process,
+                int(res.data.get("pid", 0)), int(res.data.get("starttime", 0)), 5.0,
+                str(res.data.get("boot", "")))
+    return problems
+
+
+def _mounts(paths: Paths, pod: Pod, items: list[Resource]) -> list[str]:
+    from rktnetes.host import mounts
+
+    points = [absolute(pod, r.data["path"]) for r in items]
+    # anything still mounted below the pod directory, journaled or not, goes too
+    points += [m for m in mounts.mounts_under(str(pod.path)) if m not in points]
+    problems: list[str] = []
+    for mp in reversed(points):
+        for sub in mounts.mounts_under(mp):
+            attempt(problems, f"umount {sub}", mounts.umount, sub)
+    return problems
+
+
+def _netns(paths: Paths, pod: Pod, items: list[Resource]) -> list[str]:
+    from rktnetes.host import mounts
+
+    problems: list[str] = []
+    for res in reversed(items):
+        p = absolute(pod, res.data["path"])
+        attempt(problems, f"umount {p}", mounts.umount, p)
+        attempt(problems, f"remove {p}", _unlink, p)
+    return problems
+
+
+def _cgroups(paths: Paths, pod: Pod, items: list[Resource]) -> list[str]:
+    from rktnetes.host import cgroups
+
+    problems: list[str] = []
+    for path in sorted({r.data["path"] for r in items}, key=lambda p: p.count("/"), reverse=True):
+        if path.startswith("/sys/fs/cgroup/"):
+            attempt(problems, f"cgroup {path}", _rmdir, path)
+        else:
+            attempt(problems, f"cgroup {path}", cgroups.remove, path)
+    return problems
+
+
+def _dirs(paths: Paths, pod: Pod, items: list[Resource]) -> list[str]:
+    from rktnetes.fsutil import rmtree
+    from rktnetes.host import mounts
+
+    problems: list[str] = []
+    for res in reversed(items):
+        p = Path(absolute(pod, res.data["path"]))
+        if not mounts.mounts_under(str(p)):
+            attempt(problems, f"remove {p}", rmtree, p)
     return problems
 
 
@@ -155,3 +164,10 @@ def _unlink(p: str) -> None:
 def _rmdir(p: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.rmdir(p)
+
+
+register("process", PROCESSES, _processes)
+register("mount", MOUNTS, _mounts)
+register("netns", NAMESPACES, _netns)
+register("cgroup", CGROUPS, _cgroups)
+register("dir", DIRECTORIES, _dirs)

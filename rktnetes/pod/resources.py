@@ -13,11 +13,13 @@ cgroups), which the crash destroys too, are not: that saves a disk flush per ent
 pod's start. Kinds in use:
   mount      {"path"}                       an overlay/bind/tmpfs mount point
   cgroup     {"path"}                       a cgroup directory (v1 controller path or v2 path)
-  runc       {"id", "root"}                 an OCI runtime container (runc --root ROOT ... ID)
+  runc       {"id", "root"}                 an OCI runtime container (runc --root ROOT ... ID);
+                                            undone by its owner, rktnetes.stage1.ociruntime
   process    {"pid", "starttime"}           a process to kill (infra, fly app); starttime guards
                                             against pid reuse (field 22 of /proc/PID/stat)
   netns      {"path"}                       a bind-mounted network namespace
-  cni        {"network", "ifname", "conf"}  a CNI attachment to DEL (conf: path of the saved config)
+  cni        {"network", "ifname", "conf"}  a CNI attachment to DEL (conf: path of the saved config);
+                                            undone by its owner, rktnetes.net.cleanup
   dir        {"path"}                       a host directory to remove
 """
 
@@ -39,14 +41,18 @@ class Resource:
     kind: str
     data: dict[str, Any] = field(default_factory=dict)
     app: str = ""          # the app it belongs to, "" for pod-wide resources
+    owner: str = ""        # the module that undoes it (rktnetes.pod.cleanup); "" for host kinds
 
 
 DURABLE = ("cni", "runc", "dir")
 
 
-def record(pod_dir: Path, kind: str, app: str = "", **data: Any) -> Resource:
-    res = Resource(kind, data, app)
-    line = json.dumps({"kind": kind, "app": app, "data": data}, sort_keys=True) + "\n"
+def record(pod_dir: Path, kind: str, app: str = "", owner: str = "", **data: Any) -> Resource:
+    """Journal a resource before it is created. `owner`: the module that undoes its kind,
+    for a kind that is not one of the host's own (see rktnetes.pod.cleanup)."""
+    res = Resource(kind, data, app, owner)
+    entry = {"kind": kind, "app": app, "data": data, **({"owner": owner} if owner else {})}
+    line = json.dumps(entry, sort_keys=True) + "\n"
     fd = os.open(pod_dir / "resources.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, line.encode())
@@ -66,7 +72,8 @@ def load(pod_dir: Path) -> list[Resource]:
     for line in text.splitlines():
         try:
             d = json.loads(line)
-            out.append(Resource(d["kind"], d.get("data", {}), d.get("app", "")))
+            out.append(Resource(d["kind"], d.get("data", {}), d.get("app", ""),
+                                d.get("owner", "")))
         except (ValueError, KeyError, TypeError):
             continue  # a torn last line from a crash
     return out

@@ -43,6 +43,7 @@ class AppState:
     finished_at: float = 0.0
     restarts: int = 0
     starttime: int = 0            # of `pid` (/proc/PID/stat): pid and starttime name it
+    boot_id: str = ""             # ... in this boot (/proc/sys/kernel/random/boot_id)
     stop_signal: int = 0          # the signal its monitor sent it to stop it, if any
     stop_fatal: bool = False      # ... and that signal was certain to end it
 
@@ -50,7 +51,7 @@ class AppState:
         """Its recorded process still runs (whoever watches it, or nobody)."""
         from rktnetes.host.procs import alive
 
-        return self.state == RUNNING and alive(self.pid, self.starttime)
+        return self.state == RUNNING and alive(self.pid, self.starttime, self.boot_id)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -45,8 +45,11 @@ def fetch(paths: Paths, ref_string: str, pull_policy: str = "update", insecure_h
     ref = refs.parse(ref_string)
     store = Store.open(paths)
     if pull_policy in ("new", "never"):
-        with contextlib.suppress(NotFoundError):
-            return store.images.find(ref_string.strip(), refs.local_candidates(ref_string))
+        # a short name's local forms first (localhost/NAME, as podman), then the normalized
+        rec = store.images.find_reference(refs.local_candidates(ref_string) or
+                                          [ref.normalized()])
+        if rec is not None:
+            return rec
         if pull_policy == "never":
             raise NotFoundError(f"image {ref.normalized()} is not in the store "
                                 "(--pull-policy=never forbids fetching it)")

@@ -60,7 +60,7 @@ class PodContext:
         base = f"/rktnetes/{self.manifest.uuid}"
         return f"{base}/{app.name}" if app else base
 
-    def journal(self, kind: str, app: str = "", **data: Any) -> None:
+    def journal(self, kind: str, app: str = "", owner: str = "", **data: Any) -> None:
         """Record a resource before creating it. Paths inside the pod directory are stored
         relative to it: the directory moves between state directories."""
         for key in ("path", "root", "conf"):
@@ -71,7 +71,7 @@ class PodContext:
                         else str(v)
                 except ValueError:
                     data[key] = str(v)
-        resources.record(self.dir, kind, app, **data)
+        resources.record(self.dir, kind, app, owner, **data)
 
 
 class Stage1:
@@ -107,6 +107,23 @@ class Stage1:
                     interactive: bool) -> int:
         """Run a command inside the running app with our stdio; returns its exit code."""
         raise NotImplementedError
+
+
+def signal_recorded(ctx: PodContext, app: App, sig: int) -> None:
+    """Signal the app's process as its state records it (pid, start time, boot), through a
+    pidfd: a pid reused since, by anything, is never signalled."""
+    from rktnetes.host import procs
+
+    st = ctx.pod.app_state(app.name)
+    if st.state != "running" or not st.pid:
+        return
+    if not st.starttime:   # a record older than start times: its pid is all there is
+        try:
+            os.kill(st.pid, sig)
+        except ProcessLookupError:
+            pass
+        return
+    procs.signal_process(st.pid, st.starttime, sig, st.boot_id)
 
 
 # -- `rkt enter` / `rkt app exec`: is the command there at all? -------------------------------

@@ -12,9 +12,11 @@ from pathlib import Path
 from rktnetes.errors import Stage1Error
 from rktnetes.pod.manifest import App
 
-from . import cgroups, proc
-from . import sys as lsys
-from .base import PodContext, Stage1, check_command
+from rktnetes.host import cgroups, procs
+from rktnetes.host import mounts
+from rktnetes.host import namespaces as ns
+from .base import PodContext, Stage1, check_command, signal_recorded
+from . import ociruntime
 from .ociruntime import OCIRuntime, select_runtime
 
 INFRA = ["catatonit", "-P"]
@@ -47,7 +49,7 @@ class DefaultStage1(Stage1):
         shm = ctx.dir / "shm"
         shm.mkdir(exist_ok=True)
         ctx.journal("mount", path=str(shm))
-        lsys.mount("shm", str(shm), "tmpfs", lsys.MS_NOSUID | lsys.MS_NODEV | lsys.MS_NOEXEC,
+        mounts.mount("shm", str(shm), "tmpfs", mounts.MS_NOSUID | mounts.MS_NODEV | mounts.MS_NOEXEC,
                    f"mode=1777,size={SHM_SIZE}")
         hostname, netns = ctx.hostname, ctx.netns_path
         # The network namespace: the one the networking code made for the pod (CNI or
@@ -58,34 +60,35 @@ class DefaultStage1(Stage1):
         def enter_namespaces() -> None:
             os.setsid()  # out of the terminal's process group: ^C is for the monitor
             if netns:
-                lsys.setns(netns, lsys.CLONE_NEWNET)
-                lsys.unshare(lsys.CLONE_NEWIPC | lsys.CLONE_NEWUTS)
+                ns.setns(netns, ns.CLONE_NEWNET)
+                ns.unshare(ns.CLONE_NEWIPC | ns.CLONE_NEWUTS)
             elif host_net:
-                lsys.unshare(lsys.CLONE_NEWIPC | lsys.CLONE_NEWUTS)
+                ns.unshare(ns.CLONE_NEWIPC | ns.CLONE_NEWUTS)
             else:
-                lsys.unshare(lsys.CLONE_NEWNET | lsys.CLONE_NEWIPC | lsys.CLONE_NEWUTS)
-                lsys.loopback_up()
+                ns.unshare(ns.CLONE_NEWNET | ns.CLONE_NEWIPC | ns.CLONE_NEWUTS)
+                ns.loopback_up()
             import _socket  # not `socket`: what it adds costs milliseconds, per pod
 
             _socket.sethostname(hostname)
 
         def journal(pid: int) -> None:
-            ctx.journal("process", pid=pid, starttime=lsys.starttime(pid), role="infra")
+            ctx.journal("process", pid=pid, starttime=procs.starttime(pid),
+                        boot=procs.boot_id(), role="infra")
 
         null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         try:
-            pid = proc.fork_exec(enter_namespaces, INFRA, {"PATH": os.environ.get("PATH", "")},
+            pid = procs.fork_exec(enter_namespaces, INFRA, {"PATH": os.environ.get("PATH", "")},
                                  {0: null, 1: null, 2: null}, before_go=journal)
         except OSError as e:
             raise Stage1Error(f"cannot start the pod's infra process: {e}") from None
         finally:
             os.close(null)
         ctx.state["infra_pid"] = pid
-        ctx.state["infra_starttime"] = lsys.starttime(pid)
+        ctx.state["infra_starttime"] = procs.starttime(pid)
 
     def _ns_paths(self, ctx: PodContext) -> dict[str, str]:
         pid = ctx.state.get("infra_pid")
-        if not pid or lsys.starttime(pid) != ctx.state.get("infra_starttime"):
+        if not pid or procs.starttime(pid) != ctx.state.get("infra_starttime"):
             raise Stage1Error(f"pod {ctx.manifest.uuid}: its infra process is gone")
         return {k: f"/proc/{pid}/ns/{n}" for k, n in
                 (("network", "net"), ("ipc", "ipc"), ("uts", "uts"))}
@@ -132,7 +135,8 @@ class DefaultStage1(Stage1):
         atomic_write_bytes(bundle / "config.json", json.dumps(spec).encode(), durable=False)
         rt = _runtime(ctx)
         ctx.journal("cgroup", app.name, path=ctx.cgroup(app))
-        ctx.journal("runc", app.name, id=ctx.cid(app), root=str(rt.root), runtime=rt.binary)
+        ctx.journal("runc", app.name, owner=ociruntime.__name__, id=ctx.cid(app),
+                    root=str(rt.root), runtime=rt.binary)
         rt.delete(ctx.cid(app))  # a leftover of a crashed earlier run of this app
         log_file = app_dir / "runtime.log"
         if app.interactive:
@@ -141,12 +145,7 @@ class DefaultStage1(Stage1):
 
     def signal_app(self, ctx: PodContext, app: App, sig: int) -> None:
         if app.interactive:  # runc runs in the foreground and forwards what it gets
-            pid = ctx.pod.app_state(app.name).pid
-            if pid:
-                try:
-                    os.kill(pid, sig)
-                except ProcessLookupError:
-                    pass
+            signal_recorded(ctx, app, sig)
             return
         _runtime(ctx).kill(ctx.cid(app), sig)
 
@@ -155,18 +154,18 @@ class DefaultStage1(Stage1):
 
     def cleanup_app(self, ctx: PodContext, app: App) -> None:
         _runtime(ctx).delete(ctx.cid(app))
-        for mp in lsys.mounts_under(str(ctx.app_dir(app.name) / "rootfs")):
-            lsys.umount(mp)
+        for mp in mounts.mounts_under(str(ctx.app_dir(app.name) / "rootfs")):
+            mounts.umount(mp)
         cgroups.remove(ctx.cgroup(app))
 
     def teardown_pod(self, ctx: PodContext) -> None:
-        from rktnetes.pod.cleanup import kill_process
+        from rktnetes.host.procs import kill_process
 
         pid = ctx.state.get("infra_pid")
         if pid:
             kill_process(pid, ctx.state.get("infra_starttime", 0))
-        for mp in lsys.mounts_under(str(ctx.dir / "shm")):
-            lsys.umount(mp)
+        for mp in mounts.mounts_under(str(ctx.dir / "shm")):
+            mounts.umount(mp)
         cgroups.remove(ctx.cgroup())
 
     def exec_in_app(self, ctx: PodContext, app: App, argv: list[str], tty: bool,

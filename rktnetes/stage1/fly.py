@@ -17,9 +17,10 @@ from pathlib import Path
 from rktnetes.errors import Stage1Error
 from rktnetes.pod.manifest import App
 
-from . import podfiles, proc
-from . import sys as lsys
-from .base import PodContext, Stage1, check_command
+from . import podfiles
+from rktnetes.host import mounts, procs
+from rktnetes.host import namespaces as ns
+from .base import PodContext, Stage1, check_command, signal_recorded
 
 HOST_BINDS = ("/dev", "/proc", "/sys")
 
@@ -44,14 +45,14 @@ def _bind(root_fd: int, source: str, target: str, readonly: bool) -> None:
     fd = _mountpoint(root_fd, target, source)
     try:
         try:
-            lsys.mount(source, inroot.fd_path(fd), "", lsys.MS_BIND | lsys.MS_REC)
+            mounts.mount(source, inroot.fd_path(fd), "", mounts.MS_BIND | mounts.MS_REC)
             if readonly:
                 # the fd names the directory under the new mount: the remount needs its root,
                 # which a fresh lookup (inside the rootfs, as before) crosses into
                 mounted = inroot.open_in(root_fd, target)
                 try:
-                    lsys.mount("none", inroot.fd_path(mounted), "",
-                               lsys.MS_BIND | lsys.MS_REMOUNT | lsys.MS_RDONLY)
+                    mounts.mount("none", inroot.fd_path(mounted), "",
+                               mounts.MS_BIND | mounts.MS_REMOUNT | mounts.MS_RDONLY)
                 finally:
                     os.close(mounted)
         except OSError as e:
@@ -89,8 +90,8 @@ class FlyStage1(Stage1):
         def enter() -> None:
             if not interactive:
                 os.setsid()
-            lsys.unshare(lsys.CLONE_NEWNS)
-            lsys.mount("none", "/", "", lsys.MS_REC | lsys.MS_SLAVE)
+            ns.unshare(ns.CLONE_NEWNS)
+            mounts.mount("none", "/", "", mounts.MS_REC | mounts.MS_SLAVE)
             root = Path(rootfs.mount(ov, store, rec))
             root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
             for src in HOST_BINDS:
@@ -101,7 +102,7 @@ class FlyStage1(Stage1):
             if app.readonly_rootfs:
                 # Only the rootfs mount itself: the /dev, /proc, /sys and volume binds on it
                 # keep their own flags. Done last, since mount points had to be created first.
-                lsys.mount("none", str(root), "", lsys.MS_BIND | lsys.MS_REMOUNT | lsys.MS_RDONLY)
+                mounts.mount("none", str(root), "", mounts.MS_BIND | mounts.MS_REMOUNT | mounts.MS_RDONLY)
             ident = users.resolve_in(root, app.user, app.group, app.supplementary_gids)
             env.update(dict(kv.split("=", 1) for kv in
                             ocispec.process_env(app, image, ident, os.uname().nodename)))
@@ -115,11 +116,12 @@ class FlyStage1(Stage1):
             os.setuid(ident.uid)
 
         def journal(pid: int) -> None:
-            ctx.journal("process", app.name, pid=pid, starttime=lsys.starttime(pid), role="app")
+            ctx.journal("process", app.name, pid=pid, starttime=procs.starttime(pid),
+                        boot=procs.boot_id(), role="app")
 
         env: dict[str, str] = {}
         try:
-            return proc.fork_exec(enter, argv, env, {0: stdin_fd, 1: stdout_fd, 2: stderr_fd},
+            return procs.fork_exec(enter, argv, env, {0: stdin_fd, 1: stdout_fd, 2: stderr_fd},
                                   before_go=journal)
         except OSError as e:  # the monitor names the app: `rkt: app NAME: <this>`
             raise Stage1Error(str(e)) from None
@@ -129,17 +131,12 @@ class FlyStage1(Stage1):
         return st.pid if st.state == "running" else 0
 
     def signal_app(self, ctx: PodContext, app: App, sig: int) -> None:
-        pid = self._pid(ctx, app)
-        if pid:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
+        signal_recorded(ctx, app, sig)
 
     def exec_in_app(self, ctx: PodContext, app: App, argv: list[str], tty: bool,
                     interactive: bool) -> int:
         pid = self._pid(ctx, app)
-        if not pid or not lsys.starttime(pid):
+        if not pid or not procs.starttime(pid):
             raise Stage1Error(f"app {app.name} is not running")
         # a missing command: one clear line and 127, not nsenter's message
         check_command(pid, app.name, argv, app.working_dir or "/")
@@ -160,12 +157,12 @@ class FlyStage1(Stage1):
             null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
             fds = {0: null}
         try:
-            child = proc.spawn(nsenter, fds, env={**env, "PATH": env.get("PATH", "/bin")})
+            child = procs.spawn(nsenter, fds, env={**env, "PATH": env.get("PATH", "/bin")})
         finally:
             if null >= 0:
                 os.close(null)
         _, status = os.waitpid(child, 0)
-        return proc.exit_code(status)
+        return procs.exit_code(status)
 
 
 STAGE1 = FlyStage1()

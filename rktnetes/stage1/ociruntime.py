@@ -13,7 +13,7 @@ from pathlib import Path
 
 from rktnetes.errors import Stage1Error
 
-from . import proc
+from rktnetes.host import procs
 
 RUNTIMES = ("runc", "crun")
 
@@ -70,9 +70,9 @@ class OCIRuntime:
         argv = self._argv("--log", str(log_file), "--log-format", "json", "run", "--detach",
                           "--pid-file", str(pid_file), "--bundle", str(bundle), cid)
         # its own session: a ^C at the terminal of `rkt run` is for the monitor, not the app
-        pid = proc.spawn(argv, {0: stdio[0], 1: stdio[1], 2: stdio[2]}, setsid=True)
+        pid = procs.spawn(argv, {0: stdio[0], 1: stdio[1], 2: stdio[2]}, setsid=True)
         _, status = os.waitpid(pid, 0)
-        if proc.exit_code(status) != 0:
+        if procs.exit_code(status) != 0:
             raise Stage1Error(f"{self.binary} run: {_last_error(log_file)}")
         return int(pid_file.read_text().strip())
 
@@ -83,11 +83,11 @@ class OCIRuntime:
         self.root.mkdir(parents=True, exist_ok=True)
         argv = self._argv("--log", str(log_file), "--log-format", "json", "run",
                           "--bundle", str(bundle), cid)
-        return proc.spawn(argv, {0: stdio[0], 1: stdio[1], 2: stdio[2]})
+        return procs.spawn(argv, {0: stdio[0], 1: stdio[1], 2: stdio[2]})
 
     def kill(self, cid: str, sig: int | str, all_procs: bool = False) -> None:
         args = ["kill", *(["--all"] if all_procs else []), cid, str(sig)]
-        res = proc.run(self._argv(*args))
+        res = procs.run(self._argv(*args))
         if res.returncode != 0 and not _gone(res.err_line):
             raise Stage1Error(f"{self.binary} kill {cid}: {res.err_line}")
 
@@ -95,12 +95,12 @@ class OCIRuntime:
         """Forcibly delete (kills what is left); a container already gone is fine."""
         if not self.exists(cid):
             return
-        res = proc.run(self._argv("delete", "--force", cid))
+        res = procs.run(self._argv("delete", "--force", cid))
         if res.returncode != 0 and not _gone(res.err_line) and self.exists(cid):
             raise Stage1Error(f"{self.binary} delete {cid}: {res.err_line}")
 
     def state(self, cid: str) -> dict:
-        res = proc.run(self._argv("state", cid))
+        res = procs.run(self._argv("state", cid))
         if res.returncode != 0:
             return {}
         return json.loads(res.stdout)
@@ -113,9 +113,9 @@ class OCIRuntime:
             args.append(f"--cwd={cwd}")
         if user:
             args.append(f"--user={user}")
-        pid = proc.spawn(self._argv(*args, cid, *argv), {0: stdin} if stdin is not None else None)
+        pid = procs.spawn(self._argv(*args, cid, *argv), {0: stdin} if stdin is not None else None)
         _, status = os.waitpid(pid, 0)
-        return proc.exit_code(status)
+        return procs.exit_code(status)
 
 
 def _gone(msg: str) -> bool:
@@ -137,3 +137,25 @@ def _last_error(log_file: Path) -> str:
     except FileNotFoundError:
         pass
     return (msg or "failed (no error message)").splitlines()[0]
+
+
+# -- undoing what the journal records of us (rktnetes.pod.cleanup) ----------------------------
+
+def _undo_containers(paths, pod, items) -> list[str]:
+    """`runc` entries: delete each container (killing what is left in it), newest first."""
+    from rktnetes.pod.cleanup import absolute, attempt
+
+    problems: list[str] = []
+    for res in reversed(items):
+        rt = OCIRuntime(res.data.get("runtime", "runc"), Path(absolute(pod, res.data["root"])))
+        attempt(problems, f"container {res.data['id']}", rt.delete, res.data["id"])
+    return problems
+
+
+def _register() -> None:
+    from rktnetes.pod import cleanup
+
+    cleanup.register("runc", cleanup.CONTAINERS, _undo_containers)
+
+
+_register()

@@ -12,7 +12,7 @@ from rktnetes.errors import Stage1Error
 from rktnetes.image.config import ImageConfig
 from rktnetes.store import ImageRecord, Store
 
-from . import sys as lsys
+from rktnetes.host import mounts
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ def plan(store: Store, rec: ImageRecord, app_dir: Path) -> Overlay:
 
 
 def is_mounted(path: str) -> bool:
-    return path in lsys.mounts_under(path)
+    return path in mounts.mounts_under(path)
 
 
 def mount(ov: Overlay, store: Store, rec: ImageRecord) -> str:
@@ -61,24 +61,26 @@ def mount(ov: Overlay, store: Store, rec: ImageRecord) -> str:
     try:
         # nodev: an image's device nodes never work in its rootfs (a container's /dev is its
         # own tmpfs, a fly app's the host's bind mount; neither is affected)
-        lsys.mount("overlay", ov.target, "overlay", lsys.MS_NODEV, ov.options)
+        mounts.mount("overlay", ov.target, "overlay", mounts.MS_NODEV, ov.options)
         return ov.target
     except OSError as e:
         overlay_error = e
     copied = Path(ov.target)
     marker = Path(ov.upper).parent / "rendered"   # outside the rootfs, invisible to the app
-    if marker.exists():
-        return ov.target
     try:
-        from rktnetes.image.render import render_rootfs
+        if not marker.exists():
+            from rktnetes.image.render import render_rootfs
 
-        render_rootfs(store, rec, copied)
-        marker.touch()
+            render_rootfs(store, rec, copied)
+            marker.touch()
+        # the copy bind-mounted onto itself nodev, as the overlay would be
+        mounts.mount(ov.target, ov.target, "", mounts.MS_BIND)
+        mounts.mount("none", ov.target, "", mounts.MS_BIND | mounts.MS_REMOUNT | mounts.MS_NODEV)
     except Exception as e:  # noqa: BLE001 - report both failures on one line
         raise Stage1Error(f"cannot mount the rootfs ({overlay_error}) nor copy it ({e})") from None
     return ov.target
 
 
 def umount(target: str) -> None:
-    for mp in lsys.mounts_under(target):
-        lsys.umount(mp)
+    for mp in mounts.mounts_under(target):
+        mounts.umount(mp)

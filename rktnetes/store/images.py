@@ -22,8 +22,7 @@ from . import digest as dg
 
 log = getLogger(__name__)
 SCHEMA_VERSION = 1
-# references to files and built-ins, which a short registry name never means
-_TRANSPORT_REFS = ("oci:", "oci-archive:", "docker-archive:", "builtin:")
+
 
 
 @dataclass
@@ -121,10 +120,19 @@ class ImageStore:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._path(image_id))
 
+    def find_reference(self, names: list[str]) -> ImageRecord | None:
+        """The image the first of `names` that some image carries as a reference names, or
+        None: references only, never ID prefixes (a pull policy decides on those)."""
+        recs = list(self.all())
+        for want in names:
+            hits = [r for r in recs if want in r.references]
+            if len(hits) == 1:
+                return hits[0]
+        return None
+
     def find(self, name: str, normalized: list[str] | None = None) -> ImageRecord:
         """Resolve a user's IMAGE argument: an exact reference (as typed, then each of
-        `normalized` in order), a full ID or a unique ID prefix (with or without `sha256:`),
-        then, for a short name, the one image whose name ends in it (as podman does)."""
+        `normalized` in order), a full ID or a unique ID prefix (with or without `sha256:`)."""
         recs = list(self.all())
         for want in (name, *(normalized or [])):
             by_ref = [r for r in recs if want in r.references]
@@ -137,20 +145,6 @@ class ImageStore:
                 return by_id[0]
             if len(by_id) > 1:
                 raise AmbiguousError(f"image ID prefix {name!r} matches {len(by_id)} images")
-        from rktnetes.image.reference import short_name
-
-        short = short_name(name)
-        if short:
-            tail = [r for r in recs if any(ref.endswith("/" + short) and not
-                                           ref.startswith(_TRANSPORT_REFS)
-                                           for ref in r.references)]
-            if len(tail) == 1:
-                return tail[0]
-            if len(tail) > 1:
-                names = ", ".join(sorted(next(x for x in r.references if x.endswith("/" + short))
-                                         for r in tail)[:5])
-                raise AmbiguousError(f"image {name!r} matches {len(tail)} images ({names}): "
-                                     f"give its full name")
         raise NotFoundError(f"image {name!r} not found in the store (try `rkt fetch {name}`)")
 
 

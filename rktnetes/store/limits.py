@@ -23,7 +23,9 @@ from rktnetes.errors import StoreError
 AUTO_RATIO = 100
 AUTO_FLOOR = 1 << 30
 DEFAULT_MIN_FREE = 128 << 20
-FREE_CHECK_EVERY = 256 << 20      # bytes unpacked between two looks at the free space
+FREE_CHECK_EVERY = 64 << 20       # bytes charged between two looks at the free space
+ENTRY_COST = 4096                 # bytes charged per entry beyond its header: an inode, a block
+MIN_FREE_INODES = 10_000
 
 _UNITS = {"": 1, "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
           "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
@@ -96,20 +98,28 @@ class ExpansionBudget:
         self.limits, self.what, self.dest = limits, what, str(dest)
         self.limit = limits.for_layer(compressed_size)
         self.used = 0
+        self.entries = 0
         self.next_check = 0
         self._check_free()
 
-    def _free(self) -> int:
-        st = os.statvfs(self.dest)
-        return st.f_bavail * st.f_frsize
-
     def _check_free(self) -> None:
-        if self._free() < self.limits.min_free_space:
+        st = os.statvfs(self.dest)
+        if st.f_files and st.f_favail < MIN_FREE_INODES:
+            raise LayerTooLarge(f"{self.what}: not unpacked: fewer than {MIN_FREE_INODES} "
+                                f"inodes would stay free on the store's filesystem")
+        if st.f_bavail * st.f_frsize < self.limits.min_free_space:
             raise LayerTooLarge(
                 f"{self.what}: not unpacked: less than {human(self.limits.min_free_space)} "
                 f"would stay free on the store's filesystem (min_free_space in "
                 f"{self.limits.source})")
         self.next_check = self.used + FREE_CHECK_EVERY
+
+    def charge_entry(self) -> None:
+        """One entry: what its header carried is charged by the stream already; on disk it
+        costs an inode and at least a block (a layer of empty directories is small on the
+        wire and large on disk)."""
+        self.entries += 1
+        self.charge(ENTRY_COST)
 
     def charge(self, n: int) -> None:
         self.used += n

@@ -35,7 +35,7 @@ def monitor_argv(paths: Paths, uuid: str, lock_fd: int) -> list[str]:
 
 def monitor_alive(pod: Pod) -> int:
     """The monitor's pid if it is still running (checked against its start time), else 0."""
-    from rktnetes.stage1.sys import starttime
+    from rktnetes.host.procs import starttime
 
     st = pod.pod_state()
     pid = int(st.get("monitor_pid") or 0)

@@ -35,13 +35,14 @@ import time
 
 from rktnetes.host import signals
 from rktnetes.logs.cri import FULL, LineWriter, format_line
-from rktnetes.stage1 import sys as lsys
-from rktnetes.stage1.proc import exit_code
+from rktnetes.host import procs
+from rktnetes.host.procs import exit_code
 
 from .helper import IDLE as HELPER_IDLE
 from .helper import Helper, HelperAborted, HelperError, HelperGone, LocalHelper
 
 DEFAULT_STOP_TIMEOUT = 10.0
+MAX_STOP_TIMEOUT = 86400.0 * 365
 START_ERROR_CODE = 128          # what Kubernetes reports for a container that never started
 SETUP_ERROR_CODE = 1            # the pod itself could not be set up: as any other rkt failure
 BACKOFF_FIRST, BACKOFF_MAX = 0.1, 10.0
@@ -54,7 +55,8 @@ ABORTABLE = ("setup", "start")  # the stage1 calls a stop does not wait for (see
 # without importing the dataclass modules (see the module docstring).
 CREATED, RUNNING, EXITED = "created", "running", "exited"
 COMPLETED, ERROR, OOM_KILLED, START_ERROR = "Completed", "Error", "OOMKilled", "StartError"
-APP_STATE = {"name": "", "state": CREATED, "pid": 0, "starttime": 0, "exit_code": None,
+APP_STATE = {"name": "", "state": CREATED, "pid": 0, "starttime": 0, "boot_id": "",
+             "exit_code": None,
              "signal": 0, "reason": "", "message": "", "created_at": 0.0, "started_at": 0.0,
              "finished_at": 0.0, "restarts": 0, "stop_signal": 0, "stop_fatal": False}
 
@@ -133,8 +135,9 @@ class Monitor:
         except (OSError, ValueError):
             self.pod_state = {}
         self.wake_r = -1
-        self.pending_sigs: set[int] = set()   # seen while a stage1 call was in flight
-        self.noted_interrupt = False          # a ^C among them was counted already
+        self.boot_id = procs.boot_id()
+        self.pending_sigs: list[int] = []     # seen while a stage1 call was in flight (their
+        #                                       ^Cs counted already in self.interrupts)
         self.stop_due = 0.0         # >0: a stop was asked for; by then it must take effect
         self.reconcile_at = 0.0     # >0: a SIGHUP is pending, the apps lock was busy
         # In the foreground (we are `rkt run` itself) calls fork from us directly; detached,
@@ -212,15 +215,14 @@ class Monitor:
         call returns) and work out when a stop they ask for makes the call not worth
         waiting for."""
         sigs = self.read_wakeups()
-        self.pending_sigs |= sigs
+        self.pending_sigs += sigs
         now = time.monotonic()
         due = 0.0
         if signal.SIGTERM in sigs:
             force, timeout = self.stop_request()
             due = now + (0 if force else timeout)
         if signal.SIGINT in sigs:
-            self.interrupts += 1
-            self.noted_interrupt = True
+            self.interrupts += sigs.count(signal.SIGINT)
             due = now + (0 if self.interrupts > 1 else DEFAULT_STOP_TIMEOUT)
         if due:
             self.stop_due = min(self.stop_due or due, due)
@@ -235,6 +237,8 @@ class Monitor:
             timeout = float(req.get("timeout", DEFAULT_STOP_TIMEOUT))
         except (TypeError, ValueError, AttributeError):
             timeout = DEFAULT_STOP_TIMEOUT
+        if not 0 <= timeout <= MAX_STOP_TIMEOUT:   # nan, inf or junk from a hand-made file
+            timeout = MAX_STOP_TIMEOUT if timeout > 0 else 0.0
         return bool(req.get("force", False)) if isinstance(req, dict) else False, timeout
 
     def close_helper(self) -> None:
@@ -298,7 +302,8 @@ class Monitor:
                 _echo(2, f"rkt: app {run.name}: {err}\n".encode())
             return False
         run.pid = pid
-        st.update(state=RUNNING, pid=pid, starttime=lsys.starttime(pid), exit_code=None,
+        st.update(state=RUNNING, pid=pid, starttime=procs.starttime(pid),
+                  boot_id=self.boot_id, exit_code=None,
                   signal=0, reason="", message="", started_at=time.time(), finished_at=0.0,
                   stop_signal=0, stop_fatal=False)
         self.save_app_state(run)
@@ -522,6 +527,9 @@ class Monitor:
 
     def loop(self) -> None:
         while not self.done():
+            if self.pending_sigs:   # noted during a stage1 call that then answered
+                self.on_signals()
+                continue
             now = time.monotonic()
             due = [t for r in self.runs.values() for t in (r.restart_at, r.kill_at) if t > 0]
             if self.reconcile_at:
@@ -548,8 +556,9 @@ class Monitor:
                         run.st["restarts"] += 1
                         self.start(run)
 
-    def read_wakeups(self) -> set[int]:
-        sigs: set[int] = set()
+    def read_wakeups(self) -> list[int]:
+        """The signals delivered since the last read, one entry each (two ^C are two)."""
+        sigs: list[int] = []
         while True:
             try:
                 data = os.read(self.wake_r, 512)
@@ -557,18 +566,18 @@ class Monitor:
                 break
             if not data:
                 break
-            sigs.update(data)
+            sigs += data
         return sigs
 
     def on_signals(self) -> None:
-        sigs = self.read_wakeups() | self.pending_sigs
-        self.pending_sigs = set()
+        new = self.read_wakeups()
+        sigs = set(new) | set(self.pending_sigs)
+        self.pending_sigs = []
+        self.interrupts += new.count(signal.SIGINT)
         self.reap()  # SIGCHLD, or a SIGCHLD byte lost to a full pipe: reaping is cheap
         if signal.SIGTERM in sigs:
             self.begin_stop()
         if signal.SIGINT in sigs:  # ^C at a foreground `rkt run`: stop; twice: kill
-            self.interrupts += 1 if not self.noted_interrupt else 0
-            self.noted_interrupt = False
             if self.foreground:
                 msg = (f"stopping pod {self.uuid} (Ctrl-C again to kill)" if self.interrupts == 1
                        else f"killing pod {self.uuid}")
@@ -588,9 +597,9 @@ class Monitor:
         self.poll.register(r, select.POLLIN)
 
     def run(self) -> int:
-        lsys.set_child_subreaper()
+        procs.set_child_subreaper()
         self.setup_signals()
-        self.save_pod_state(monitor_pid=os.getpid(), monitor_starttime=lsys.starttime(os.getpid()),
+        self.save_pod_state(monitor_pid=os.getpid(), monitor_starttime=procs.starttime(os.getpid()),
                             started_at=time.time(), stage1=self.manifest.get("stage1", "default"),
                             ready=False)
         try:
@@ -612,6 +621,8 @@ class Monitor:
         self.save_pod_state(infra_pid=self.stage1_state.get("infra_pid", 0),
                             **({"setup_error": setup_error} if setup_error else {}))
         for app in self.manifest.get("apps", []):
+            if self.pending_sigs:
+                self.on_signals()   # a stop asked for while an app was starting: no more
             run = self.add_app(app)
             if setup_error:
                 run.st.update(state=EXITED, reason=START_ERROR, message=setup_error,

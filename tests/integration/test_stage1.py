@@ -100,8 +100,8 @@ def assert_clean(r: Running) -> None:
     assert not glob.glob(str(r.paths.data / "runc" / f"{uuid}-*"))
     infra = r.pod.pod_state().get("stage1_state", {}).get("infra_pid")
     if infra:
-        from rktnetes.pod.cleanup import _is_zombie
-        from rktnetes.stage1.sys import starttime
+        from rktnetes.host.procs import _is_zombie
+        from rktnetes.host.procs import starttime
 
         # dead; a zombie only if its parent was the killed monitor and PID 1 has not reaped it
         assert starttime(infra) != r.pod.pod_state()["stage1_state"]["infra_starttime"] or \
@@ -300,7 +300,7 @@ def test_monitor_killed_then_journal_cleanup(image_paths):
     assert_clean(r)
     with open("/proc/self/mountinfo") as f:
         assert r.pod.uuid not in f.read()
-    from rktnetes.pod.cleanup import _is_zombie
+    from rktnetes.host.procs import _is_zombie
 
     for cg in glob.glob("/proc/[0-9]*/cgroup"):
         try:  # zombies aside: their parent, the killed monitor, left them to PID 1

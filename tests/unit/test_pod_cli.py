@@ -146,13 +146,15 @@ def test_resolve_in_root_keeps_absolute_links_inside(tmp_path):
         finally:
             os.close(got)
 
-    for fallback in (False, True):   # openat2, and the walk done where it is refused
-        inroot._openat2_works = False if fallback else None
-        assert resolved("/bin/sh") == str(root / "bin" / "busybox")
-        assert resolved("/up/passwd") == str(root / "etc" / "passwd")
-        assert resolved("/nope/x") is None
-        assert resolved("/loop") is None
-    inroot._openat2_works = None
+    try:
+        for fallback in (False, True):   # openat2, and the walk done where it is refused
+            inroot._openat2_works = False if fallback else None
+            assert resolved("/bin/sh") == str(root / "bin" / "busybox")
+            assert resolved("/up/passwd") == str(root / "etc" / "passwd")
+            assert resolved("/nope/x") is None
+            assert resolved("/loop") is None
+    finally:
+        inroot._openat2_works = None
 
 
 def test_check_command_in_our_own_root():
