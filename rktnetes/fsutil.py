@@ -8,43 +8,48 @@ import fcntl
 import json
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
 TYPE_CHECKING = False
-if TYPE_CHECKING:  # typing costs milliseconds of every `rkt` start
+if TYPE_CHECKING:  # typing costs milliseconds of every `rkt` start; pathlib a megabyte of
+    from pathlib import Path  # the lean monitor's, which imports this module: os.path here
     from typing import Any
 
 
-def _temp_sibling(path: Path) -> tuple[int, str]:
+def _temp_sibling(path: str) -> tuple[int, str]:
     """A new private file `.NAME.RANDOM.tmp` beside `path`, open for writing, as
     `tempfile.mkstemp` would make it (without importing tempfile, and with it shutil, random,
     bz2 and lzma: a few ms of every `rkt` start)."""
+    parent, name = os.path.split(path)
     for _ in range(100):
-        tmp = os.path.join(path.parent, f".{path.name}.{os.urandom(6).hex()}.tmp")
+        tmp = os.path.join(parent, f".{name}.{os.urandom(6).hex()}.tmp")
         try:
             return os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600), tmp
         except FileExistsError:
             continue
-    raise FileExistsError(errno.EEXIST, "no free temporary file name", str(path.parent))
+    raise FileExistsError(errno.EEXIST, "no free temporary file name", parent)
 
 
-def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644, mkdir: bool = True,
+def atomic_write_bytes(path: str | Path, data: bytes, mode: int = 0o644, mkdir: bool = True,
                        durable: bool = True) -> None:
     """Write to a temporary sibling, fsync, then rename: readers see old or new, never half.
     mkdir=False: the directory must exist (FileNotFoundError otherwise), e.g. inside a pod
     directory that may have been renamed meanwhile, which must never be re-created.
     durable=False: no fsync, for files that matter only while the pod they serve runs (its
     /etc files, an app's OCI config), which a machine crash ends anyway: ~1 ms each here."""
+    path = os.fspath(path)
     if mkdir:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
     fd, tmp = _temp_sibling(path)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
             if durable:
-                f.flush()
-                os.fsync(f.fileno())
-        os.chmod(tmp, mode)
+                os.fsync(fd)
+            os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
         os.rename(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -52,7 +57,8 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644, mkdir: bool =
         raise
 
 
-def atomic_write_json(path: Path, obj: Any, mkdir: bool = True, durable: bool = True) -> None:
+def atomic_write_json(path: str | Path, obj: Any, mkdir: bool = True,
+                      durable: bool = True) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode(),
                        mkdir=mkdir, durable=durable)
 
@@ -68,13 +74,13 @@ class FileLock:
     flock locks vanish with their holder, so a crashed process never leaves a stale lock.
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: str | Path):
         self.path = path
         self.fd: int | None = None
 
     def acquire(self, shared: bool = False, blocking: bool = True) -> bool:
         if self.fd is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            os.makedirs(os.path.dirname(os.fspath(self.path)), exist_ok=True)
             self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         op = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
         if not blocking:
@@ -109,7 +115,7 @@ def ensure_dir(path: Path, mode: int, parents: bool = True) -> None:
     except FileNotFoundError:
         if not parents:
             raise
-        path.parent.mkdir(parents=True, exist_ok=True)
+        os.makedirs(os.path.dirname(os.fspath(path)), exist_ok=True)
         with contextlib.suppress(FileExistsError):
             os.mkdir(path, mode)
     except FileExistsError:
@@ -129,9 +135,10 @@ def rmtree(path: Path) -> None:
             os.chmod(p, 0o700)
         func(p)
 
-    if path.is_symlink() or path.is_file():
-        path.unlink()
-    elif path.exists():
+    path = os.fspath(path)
+    if os.path.islink(path) or os.path.isfile(path):
+        os.unlink(path)
+    elif os.path.exists(path):
         shutil.rmtree(path, onerror=onerror)
 
 

@@ -254,7 +254,7 @@ def _check_setup(pod) -> None:
 
     try:
         pod.refresh()
-        err = pod.pod_state().get("setup_error")
+        err = pod.pod_state().setup_error
     except (RktError, OSError, ValueError):
         return
     if err:

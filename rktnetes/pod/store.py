@@ -17,22 +17,17 @@ from pathlib import Path
 from rktnetes.errors import AmbiguousError, NotFoundError, PodError, UnreadableManifest, UsageError
 from rktnetes.fsutil import FileLock, atomic_write_json, read_json
 
+from . import protocol
 from .manifest import PodManifest
-from .state import AppState
+from .protocol import (APPS_LOCK, EMBRYO, EXITED_GARBAGE, GARBAGE, PREPARE,  # noqa: F401
+                       PREPARED, RUN, STATES)
+from .state import AppState, PodRuntime
 
-EMBRYO = "embryo"
-PREPARE = "prepare"
-PREPARED = "prepared"
-RUN = "run"
-EXITED_GARBAGE = "exited-garbage"
-GARBAGE = "garbage"
-STATES = (EMBRYO, PREPARE, PREPARED, RUN, EXITED_GARBAGE, GARBAGE)
 CREATING_PREFIX = ".creating-"
 CREATING_LOCK = ".creating.lock"
 # Mutable pods: the running pod's lock is its monitor's for its whole life, so changes to its set
 # of apps (pod.json's app list, per-app requests) are serialized by an flock on this file instead,
 # taken by `rkt app ...` (exclusive) and by the monitor while it acts on them (shared).
-APPS_LOCK = "apps.lock"
 
 
 def new_uuid() -> str:
@@ -166,7 +161,7 @@ class Pod:
     def move(self, new_state: str) -> None:
         """Rename into another state directory. The caller holds the pod's lock."""
         (self.root / new_state).mkdir(parents=True, exist_ok=True)
-        os.rename(self.path, self.root / new_state / self.uuid)
+        os.rename(self.path, protocol.state_path(str(self.root), new_state, self.uuid))
         self.state = new_state
 
     # -- files inside the pod ---------------------------------------------------------------
@@ -184,19 +179,20 @@ class Pod:
     def manifest(self) -> PodManifest:
         """FileNotFoundError before it is written; UnreadableManifest if it does not parse."""
         try:
-            return PodManifest.from_json(read_json(self._file("pod.json")))
+            return PodManifest.from_json(read_json(self._file(protocol.MANIFEST)))
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise UnreadableManifest(f"pod {self.uuid}: unreadable manifest: {e}") from None
 
     def save_manifest(self, m: PodManifest) -> None:
-        atomic_write_json(self.path / "pod.json", m.to_json())
+        atomic_write_json(self.path / protocol.MANIFEST, m.to_json())
 
     def app_dir(self, name: str) -> Path:
-        return self.path / "apps" / name
+        return self.path / protocol.APPS / name
 
     def app_state(self, name: str) -> AppState:
         try:
-            return AppState.from_json(read_json(self._file("apps", name, "state.json")))
+            return AppState.from_json(read_json(self._file(protocol.APPS, name,
+                                                           protocol.APP_STATE)))
         except (FileNotFoundError, ValueError):
             # ValueError: empty or torn, as a crash of the machine can leave a state file the
             # monitor had not fsync'd (only exit records are): known as never started
@@ -204,20 +200,20 @@ class Pod:
 
     def save_app_state(self, st: AppState) -> None:
         self.app_dir(st.name).mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self.app_dir(st.name) / "state.json", st.to_json())
+        atomic_write_json(self.app_dir(st.name) / protocol.APP_STATE, st.to_json())
 
     def log_path(self, name: str) -> Path:
         return self.app_dir(name) / "log"
 
-    def pod_state(self) -> dict:
+    def pod_state(self) -> PodRuntime:
         """Pod-wide runtime facts the monitor writes: pid, started/finished times, networks."""
         try:
-            return read_json(self._file("state.json"))
-        except (FileNotFoundError, ValueError):  # ValueError: torn by a machine crash
-            return {}
+            return PodRuntime.from_json(read_json(self._file(protocol.STATE)))
+        except (FileNotFoundError, NotADirectoryError, ValueError):  # torn by a machine crash
+            return PodRuntime()
 
-    def save_pod_state(self, d: dict) -> None:
-        atomic_write_json(self.path / "state.json", d)
+    def save_pod_state(self, ps: PodRuntime) -> None:
+        atomic_write_json(self.path / protocol.STATE, ps.to_json())
 
 
 class PodStore:
@@ -238,7 +234,7 @@ class PodStore:
             os.mkdir(tmp, 0o711)
             lk = PodLock(tmp)
             lk.acquire()
-        atomic_write_json(tmp / "pod.json", manifest.to_json())
+        atomic_write_json(tmp / protocol.MANIFEST, manifest.to_json())
         os.rename(tmp, pod.path)
         return pod, lk
 

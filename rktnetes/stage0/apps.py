@@ -35,6 +35,7 @@ from rktnetes.errors import NotFoundError, PodError, RktError, UsageError
 from rktnetes.fsutil import atomic_write_json, rmtree
 from rktnetes.pod import state as st
 from rktnetes.pod.manifest import App, Mount, PodManifest, Volume
+from rktnetes.pod.protocol import MONITOR_LOG, STOP_REQUEST, app_request
 from rktnetes.pod.state import AppState
 from rktnetes.pod.store import PREPARED, RUN, Pod
 from rktnetes.supervise import control
@@ -47,7 +48,7 @@ from .volumes import check_name, parse_volume
 
 START_TIMEOUT = 60.0
 STOP_MARGIN = 30.0        # beyond the grace period, for the monitor to reap and clean up
-STOPPING = "stop-request.json"
+STOPPING = STOP_REQUEST
 
 
 # -- sandbox ------------------------------------------------------------------------------------
@@ -79,8 +80,8 @@ def sandbox(paths: Paths, o: SandboxOptions) -> Pod:
         raise
     pod.refresh()
     ps = pod.pod_state()
-    if pod.state != RUN or not ps.get("ready"):
-        why = ps.get("setup_error") or ps.get("error") or f"see {pod.path / 'monitor.log'}"
+    if pod.state != RUN or not ps.ready:
+        why = ps.setup_error or ps.error or f"see {pod.path / MONITOR_LOG}"
         raise PodError(f"sandbox {pod.uuid} failed to start: {why}")
     return pod
 
@@ -285,7 +286,7 @@ def _remove_leftover(pod: Pod, name: str) -> None:
 # -- start / stop / rm ----------------------------------------------------------------------------
 
 def _request_path(pod: Pod, name: str, what: str) -> Path:
-    return pod.app_dir(name) / f"{what}-request"
+    return pod.app_dir(name) / app_request(what)
 
 
 def _wait(pod: Pod, name: str, what: str, done: Callable[[AppState], bool],

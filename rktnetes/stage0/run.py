@@ -18,6 +18,7 @@ from pathlib import Path
 from rktnetes.config import Paths
 from rktnetes.errors import PodError, StartInterrupted, UsageError
 from rktnetes.pod import state as st
+from rktnetes.pod.protocol import MONITOR_LOG
 from rktnetes.pod.store import EXITED_GARBAGE, GARBAGE, PREPARED, RUN, Pod, PodLock
 from rktnetes.supervise.control import monitor_argv
 
@@ -101,7 +102,7 @@ def spawn_detached(paths: Paths, pod: Pod, lock: PodLock) -> int:
         pod.move(RUN)
         try:
             with open(os.devnull, "rb") as devnull, \
-                    open(pod.path / "monitor.log", "ab") as logf:
+                    open(pod.path / MONITOR_LOG, "ab") as logf:
                 proc = subprocess.Popen(monitor_argv(paths, pod.uuid, fd), stdin=devnull,
                                         stdout=logf, stderr=logf, pass_fds=(fd,),
                                         start_new_session=True)
@@ -123,7 +124,7 @@ def spawn_detached(paths: Paths, pod: Pod, lock: PodLock) -> int:
 
 def _started(pod: Pod) -> bool:
     """The monitor says the pod is ready (every app started), or every app has a verdict."""
-    if pod.pod_state().get("ready"):
+    if pod.pod_state().ready:
         return True
     try:
         names = [a.name for a in pod.manifest().apps]
@@ -149,7 +150,7 @@ def wait_started(pod: Pod, proc: subprocess.Popen, timeout: float = START_TIMEOU
             pod.refresh()
             if pod.state == RUN and not _started(pod):
                 raise PodError(f"pod {pod.uuid}: the monitor exited ({proc.returncode}) before "
-                               f"starting the pod; see {pod.path / 'monitor.log'}")
+                               f"starting the pod; see {pod.path / MONITOR_LOG}")
             return
         time.sleep(delay)
         delay = min(delay * 2, 0.1)

@@ -129,7 +129,7 @@ def pod_status(pod: Pod, app_states: bool = True) -> PodStatus:
     m = pod.manifest_for_view()
     ps = pod.pod_state()
     state = display_state(pod.state)
-    error = str(ps.get("error") or ps.get("setup_error") or "")
+    error = ps.error or ps.setup_error
     orphaned = False
     if pod.state == RUN and not pod.is_locked():
         try:
@@ -148,16 +148,16 @@ def pod_status(pod: Pod, app_states: bool = True) -> PodStatus:
             supervised, error = False, UNSUPERVISED.format(uuid=pod.uuid)
         else:
             state, error = "exited", error or MONITOR_GONE
-    nets = ps.get("networks") or [{"name": n.name} for n in m.networks]
-    started_at = float(ps.get("started_at") or 0)
+    nets = ps.networks or [{"name": n.name} for n in m.networks]
+    started_at = ps.started_at
     if app_states and apps and not m.sandbox and not any(a.started_at for a in apps):
         started_at = 0.0  # no app ever started (setup or start failures): not "started"
     return PodStatus(uuid=pod.uuid, state=state,
-                     pid=int(ps.get("pid") or ps.get("monitor_pid") or 0)
+                     pid=ps.monitor_pid
                      if state == "running" and supervised else 0,
                      stage1=m.stage1, created_at=m.created_at,
                      started_at=started_at,
-                     finished_at=float(ps.get("finished_at") or 0),
+                     finished_at=ps.finished_at,
                      apps=apps, networks=list(nets), error=error, supervised=supervised)
 
 

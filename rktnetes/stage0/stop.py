@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import signal
 import time
 
 from rktnetes.config import Paths
 from rktnetes.errors import PodError, RktError
-from rktnetes.fsutil import atomic_write_json
 from rktnetes.pod import state as st
 from rktnetes.pod.store import EXITED_GARBAGE, GARBAGE, RUN, Pod
-from rktnetes.supervise.control import monitor_alive
+from rktnetes.supervise.control import monitor_alive, request_stop
 
 from .podfs import undo_resources
 
@@ -70,8 +68,8 @@ def reap_dead(paths: Paths, pod: Pod, message: str = "monitor died",
         a.finished_at = a.finished_at or now
         pod.save_app_state(a)
     ps = pod.pod_state()
-    ps.setdefault("finished_at", now)
-    ps["error"] = ps.get("error") or message
+    ps.finished_at = ps.finished_at or now
+    ps.error = ps.error or message
     with contextlib.suppress(OSError):
         pod.save_pod_state(ps)
     pod.move(EXITED_GARBAGE)
@@ -151,10 +149,7 @@ def stop(paths: Paths, pod: Pod, timeout: float = 10.0, force: bool = False) -> 
         pid = monitor_alive(pod)  # pid and start time: a foreground monitor is `rkt run` itself
         if pid and requested != pid:
             with contextlib.suppress(OSError):
-                atomic_write_json(pod.path / "stop-request.json",
-                                  {"timeout": 0 if force else timeout, "force": force})
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
+                request_stop(pod, 0 if force else timeout, force)
             requested = pid
         if time.monotonic() > deadline:
             raise PodError(f"pod {pod.uuid}: still running {wait:.0f}s after the stop request")

@@ -38,7 +38,7 @@ class PodContext:
     @classmethod
     def load(cls, paths: Paths, pod: Pod) -> "PodContext":
         st = pod.pod_state()
-        return cls(paths, pod, pod.manifest(), st.get("stage1_state", {}), st.get("netns_path", ""))
+        return cls(paths, pod, pod.manifest(), st.stage1_state, st.netns_path)
 
     @property
     def dir(self) -> Path:

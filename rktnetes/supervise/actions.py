@@ -41,7 +41,7 @@ def preload(flavor: str | None = None, cni: bool = True) -> None:
 def _ctx(data: str, config: str, uuid: str, state: dict):
     paths = Paths.resolve(data, config)
     pod = Pod(paths.pods, uuid, RUN)
-    ctx = PodContext(paths, pod, pod.manifest(), state, pod.pod_state().get("netns_path", ""))
+    ctx = PodContext(paths, pod, pod.manifest(), state, pod.pod_state().netns_path)
     return ctx, get_stage1(ctx.manifest.stage1)
 
 

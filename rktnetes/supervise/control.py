@@ -15,7 +15,7 @@ from rktnetes.config import Paths
 from rktnetes.fsutil import atomic_write_json
 from rktnetes.pod.store import EMBRYO, PREPARE, PREPARED, RUN, Pod
 
-STOP_REQUEST = "stop-request.json"
+from rktnetes.pod.protocol import STOP_REQUEST, app_request
 
 # -S: no site-packages scan (the monitor needs only the standard library and rktnetes, whose
 # directory goes first on sys.path), ~2 MB less per pod and a faster start.
@@ -38,8 +38,8 @@ def monitor_alive(pod: Pod) -> int:
     from rktnetes.host.procs import starttime
 
     st = pod.pod_state()
-    pid = int(st.get("monitor_pid") or 0)
-    if pid and starttime(pid) == st.get("monitor_starttime"):
+    pid = st.monitor_pid
+    if pid and starttime(pid) == st.monitor_starttime:
         return pid
     return 0
 
@@ -65,7 +65,7 @@ def request_app(pod: Pod, app: str, what: str, timeout: float | None = None) -> 
     pid = monitor_alive(pod)
     if not pid:
         return False
-    path = pod.app_dir(app) / f"{what}-request"
+    path = pod.app_dir(app) / app_request(what)
     atomic_write_json(path, {"timeout": timeout} if timeout is not None else {}, mkdir=False)
     try:
         os.kill(pid, signal.SIGHUP)
@@ -110,8 +110,10 @@ def wait_ready(pod: Pod, timeout: float = 30.0, interval: float = 0.02) -> bool:
             return False
         if pod.state not in (EMBRYO, PREPARE, PREPARED, RUN):
             return True
-        st = pod.pod_state() if pod.state == RUN else {}
-        if st.get("ready") or st.get("finished_at"):
+        if pod.state != RUN:
+            return True    # (PREPARED and earlier: waited for above)
+        st = pod.pod_state()
+        if st.ready or st.finished_at:
             return True
         time.sleep(interval)
     return False

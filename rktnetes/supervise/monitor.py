@@ -26,17 +26,23 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import os
 import select
 import signal
 import sys
 import time
 
-from rktnetes.host import signals
-from rktnetes.logs.cri import FULL, LineWriter, format_line
-from rktnetes.host import procs
+from rktnetes.host import procs, signals
 from rktnetes.host.procs import exit_code
+from rktnetes.logs.cri import FULL, LineWriter, format_line
+# the pod directory's files, states and state fields: the one spelling stage0 uses too
+from rktnetes.pod.protocol import APP_STATE as APP_STATE_FILE
+from rktnetes.pod.protocol import APP_STATE_FIELDS as APP_STATE
+from rktnetes.pod.protocol import (APP_STOP_REQUEST, APPS_LOCK, COMPLETED, CREATED, ERROR,
+                                   EXITED, EXITED_GARBAGE, MANIFEST, OOM_KILLED, RUN,
+                                   RUNNING, START_ERROR, START_REQUEST, STATE, STOP_REQUEST,
+                                   app_dir, state_path, write_json)
+from rktnetes.pod.protocol import read_json as _read_json
 
 from .helper import IDLE as HELPER_IDLE
 from .helper import Helper, HelperAborted, HelperError, HelperGone, LocalHelper
@@ -46,44 +52,10 @@ MAX_STOP_TIMEOUT = 86400.0 * 365
 START_ERROR_CODE = 128          # what Kubernetes reports for a container that never started
 SETUP_ERROR_CODE = 1            # the pod itself could not be set up: as any other rkt failure
 BACKOFF_FIRST, BACKOFF_MAX = 0.1, 10.0
-STOP_REQUEST = "stop-request.json"
-APPS_LOCK = "apps.lock"         # rktnetes.pod.store.APPS_LOCK
 RECONCILE_RETRY = 0.01          # the apps lock is busy (a `rkt app` command): try again then
 ABORTABLE = ("setup", "start")  # the stage1 calls a stop does not wait for (see action)
 
-# rktnetes.pod.state's names and AppState fields: the monitor writes the same JSON documents
-# without importing the dataclass modules (see the module docstring).
-CREATED, RUNNING, EXITED = "created", "running", "exited"
-COMPLETED, ERROR, OOM_KILLED, START_ERROR = "Completed", "Error", "OOMKilled", "StartError"
-APP_STATE = {"name": "", "state": CREATED, "pid": 0, "starttime": 0, "boot_id": "",
-             "exit_code": None,
-             "signal": 0, "reason": "", "message": "", "created_at": 0.0, "started_at": 0.0,
-             "finished_at": 0.0, "restarts": 0, "stop_signal": 0, "stop_fatal": False}
-
-
 ActionError = HelperError   # a stage1 call failed; the message is one line for the user
-
-
-def _read_json(path: str) -> dict:
-    with open(path, "rb") as f:
-        return json.load(f)
-
-
-def _write_json(path: str, obj, durable: bool) -> None:
-    """Atomic (temporary file, rename), as rktnetes.fsutil.atomic_write_json. `durable`: fsync
-    first, for what must outlive a machine crash (exit codes). What describes a running pod
-    does not: a crash of the machine ends the pod anyway, and an fsync waits for the disk."""
-    tmp = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-    try:
-        data = (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
-        while data:
-            data = data[os.write(fd, data):]
-        if durable:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.rename(tmp, path)
 
 
 class AppRun:
@@ -119,10 +91,10 @@ class Monitor:
                  foreground: bool):
         self.data_dir, self.config_dir, self.uuid = data_dir, config_dir, uuid
         self.pods = os.path.join(data_dir, "pods")
-        self.dir = os.path.join(self.pods, "run", uuid)
+        self.dir = state_path(self.pods, RUN, uuid)
         self.lock_fd = lock_fd
         self.foreground = foreground
-        self.manifest = _read_json(os.path.join(self.dir, "pod.json"))
+        self.manifest = _read_json(os.path.join(self.dir, MANIFEST))
         self.runs: dict[str, AppRun] = {}
         self.streams: dict[int, tuple] = {}  # read fd -> (LineWriter, echo fd or -1)
         self.poll = select.poll()
@@ -131,7 +103,7 @@ class Monitor:
         self.setup_error = ""
         self.stage1_state: dict = {}
         try:  # keep what stage0 wrote before us (e.g. `netns_path` from the networking code)
-            self.pod_state: dict = _read_json(os.path.join(self.dir, "state.json"))
+            self.pod_state: dict = _read_json(os.path.join(self.dir, STATE))
         except (OSError, ValueError):
             self.pod_state = {}
         self.wake_r = -1
@@ -151,17 +123,17 @@ class Monitor:
     # -- files ---------------------------------------------------------------------------------
 
     def app_dir(self, name: str) -> str:
-        return os.path.join(self.dir, "apps", name)
+        return app_dir(self.dir, name)
 
     def save_app_state(self, run: AppRun) -> None:
         os.makedirs(self.app_dir(run.name), exist_ok=True)
-        _write_json(os.path.join(self.app_dir(run.name), "state.json"), run.st,
-                    durable=run.st["state"] == EXITED)
+        write_json(os.path.join(self.app_dir(run.name), APP_STATE_FILE), run.st,
+                   durable=run.st["state"] == EXITED)
 
     def save_pod_state(self, durable: bool = False, **kw) -> None:
         self.pod_state.update(kw)
         self.pod_state["stage1_state"] = self.stage1_state
-        _write_json(os.path.join(self.dir, "state.json"), self.pod_state, durable)
+        write_json(os.path.join(self.dir, STATE), self.pod_state, durable)
 
     # -- stage1 calls, through the helper ---------------------------------------------------------
 
@@ -250,7 +222,7 @@ class Monitor:
 
     def add_app(self, app: dict) -> AppRun:
         try:
-            st = {**APP_STATE, **_read_json(os.path.join(self.app_dir(app["name"]), "state.json"))}
+            st = {**APP_STATE, **_read_json(os.path.join(self.app_dir(app["name"]), APP_STATE_FILE))}
         except (OSError, ValueError):
             st = {**APP_STATE, "name": app["name"]}
         log_fd = -1
@@ -457,7 +429,7 @@ class Monitor:
 
     def _reconcile(self) -> None:
         try:
-            self.manifest = _read_json(os.path.join(self.dir, "pod.json"))
+            self.manifest = _read_json(os.path.join(self.dir, MANIFEST))
         except (OSError, ValueError) as e:
             _echo(2, f"rkt: cannot re-read the pod manifest: {e}\n".encode())
             return
@@ -466,7 +438,7 @@ class Monitor:
             names.add(app["name"])
             run = self.runs.get(app["name"]) or self.add_app(app)
             run.app = app
-            stop_req = os.path.join(self.app_dir(run.name), "stop-request")
+            stop_req = os.path.join(self.app_dir(run.name), APP_STOP_REQUEST)
             stopped = os.path.exists(stop_req)
             if stopped:
                 try:
@@ -476,7 +448,7 @@ class Monitor:
                     timeout = DEFAULT_STOP_TIMEOUT
                 self.stop_app(run, timeout, False)
                 _unlink(stop_req)
-            start_req = os.path.join(self.app_dir(run.name), "start-request")
+            start_req = os.path.join(self.app_dir(run.name), START_REQUEST)
             if os.path.exists(start_req):
                 if not run.running and run.st["state"] == CREATED and not stopped:
                     if self.stopping:
@@ -631,7 +603,7 @@ class Monitor:
                 continue
             if run.st["state"] == EXITED or self.stopping:
                 continue  # a mutable pod's app that already ran
-            start_req = os.path.join(self.app_dir(run.name), "start-request")
+            start_req = os.path.join(self.app_dir(run.name), START_REQUEST)
             if self.manifest.get("sandbox") and not os.path.exists(start_req):
                 continue
             ok = self.start(run)
@@ -684,8 +656,8 @@ class Monitor:
             fcntl.flock(apps_fd, fcntl.LOCK_EX)
         except OSError:
             apps_fd = -1
-        os.makedirs(os.path.join(self.pods, "exited-garbage"), exist_ok=True)
-        os.rename(self.dir, os.path.join(self.pods, "exited-garbage", self.uuid))
+        os.makedirs(os.path.join(self.pods, EXITED_GARBAGE), exist_ok=True)
+        os.rename(self.dir, state_path(self.pods, EXITED_GARBAGE, self.uuid))  # as Pod.move
         if apps_fd >= 0:
             os.close(apps_fd)
 

@@ -31,7 +31,7 @@ from rktnetes.fsutil import atomic_write_json, rmtree
 from rktnetes.image import builder
 from rktnetes.image.commit import commit_image
 from rktnetes.pod.manifest import App, PodManifest
-from rktnetes.pod.state import AppState
+from rktnetes.pod.state import AppState, PodRuntime
 from rktnetes.pod.store import Pod, PodLock, PodStore
 from rktnetes.proto.v1alpha import api_pb2 as pb
 from rktnetes.proto.v1alpha import api_pb2_grpc as pb_grpc
@@ -124,8 +124,8 @@ def advance(pod: Pod, *states: str) -> None:
 def start_pod(pod: Pod, networks: list | None = None, cgroup: str = "") -> None:
     """What the monitor writes when the pod starts: pod state, then each app running."""
     now = time.time()
-    pod.save_pod_state({"monitor_pid": os.getpid(), "started_at": now,
-                        "networks": networks or [], "cgroup": cgroup})
+    pod.save_pod_state(PodRuntime(monitor_pid=os.getpid(), started_at=now,
+                                  networks=networks or [], cgroup=cgroup))
     for a in pod.manifest().apps:
         pod.save_app_state(AppState(a.name, "running", pid=os.getpid(), created_at=now,
                                     started_at=now))
@@ -141,7 +141,7 @@ def exit_app(pod: Pod, name: str, code: int) -> None:
 def exit_pod(pod: Pod, lock: PodLock) -> None:
     """The monitor's end: finished_at recorded, pod moved to exited-garbage, lock released."""
     ps = pod.pod_state()
-    ps["finished_at"] = time.time()
+    ps.finished_at = time.time()
     pod.save_pod_state(ps)
     pod.move("exited-garbage")
     lock.close()

@@ -98,13 +98,13 @@ def assert_clean(r: Running) -> None:
     assert not glob.glob(f"/sys/fs/cgroup/*/rktnetes/{uuid}") + \
         glob.glob(f"/sys/fs/cgroup/rktnetes/{uuid}")
     assert not glob.glob(str(r.paths.data / "runc" / f"{uuid}-*"))
-    infra = r.pod.pod_state().get("stage1_state", {}).get("infra_pid")
+    infra = r.pod.pod_state().stage1_state.get("infra_pid")
     if infra:
         from rktnetes.host.procs import _is_zombie
         from rktnetes.host.procs import starttime
 
         # dead; a zombie only if its parent was the killed monitor and PID 1 has not reaped it
-        assert starttime(infra) != r.pod.pod_state()["stage1_state"]["infra_starttime"] or \
+        assert starttime(infra) != r.pod.pod_state().stage1_state["infra_starttime"] or \
             _is_zombie(infra)
 
 
@@ -124,7 +124,7 @@ def test_exit_codes_state_and_cri_logs(image_paths):
     out = r.proc.stdout.read()
     assert b"out" in out and b"failing" in out  # --foreground copies the raw output
     st = r.pod.pod_state()
-    assert st["exit_code"] == 3 and st["finished_at"] >= st["started_at"]
+    assert st.exit_code == 3 and st.finished_at >= st.started_at
     assert_clean(r)
 
 

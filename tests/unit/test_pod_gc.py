@@ -9,7 +9,7 @@ import pytest
 from rktnetes.config import Paths
 from rktnetes.fsutil import atomic_write_json
 from rktnetes.pod.manifest import App, PodManifest
-from rktnetes.pod.state import RUNNING, AppState
+from rktnetes.pod.state import PodRuntime, RUNNING, AppState
 from rktnetes.pod.store import (CREATING_PREFIX, EMBRYO, EXITED_GARBAGE, GARBAGE, PREPARED, RUN,
                                 PodLock, PodStore)
 from rktnetes.stage0 import gc as gcmod
@@ -121,7 +121,7 @@ def test_torn_state_files_read_as_missing(paths):
     (pod.path / "state.json").write_bytes(b"")
     (pod.path / "apps" / "app").mkdir(parents=True)
     (pod.path / "apps" / "app" / "state.json").write_bytes(b'{"name": "app", "sta')
-    assert pod.pod_state() == {}
+    assert pod.pod_state() == PodRuntime()   # no runtime facts
     assert pod.app_state("app") == AppState(name="app")
     st = pod_status(pod)  # its lock is free: the monitor is gone
     assert st.state == "exited" and st.apps[0].state == "created"
