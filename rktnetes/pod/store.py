@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from rktnetes.errors import AmbiguousError, NotFoundError, PodError, UnreadableManifest, UsageError
+from rktnetes.errors import AmbiguousError, Busy, NotFoundError, PodError, UnreadableManifest, UsageError
 from rktnetes.fsutil import FileLock, atomic_write_json, read_json
 
 from . import protocol
@@ -132,7 +132,7 @@ class Pod:
                 return PodLock(self.path)
             except FileNotFoundError:
                 self.refresh()
-        raise PodError(f"pod {self.uuid} keeps moving; try again")
+        raise Busy(f"pod {self.uuid} keeps moving; try again")
 
     def is_locked(self) -> bool:
         """True while some process (the monitor, a stage0 verb) holds the pod's lock."""
@@ -156,7 +156,7 @@ class Pod:
                                         os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644))
             except FileNotFoundError:  # the pod moved (never re-create its old directory)
                 self.refresh()
-        raise PodError(f"pod {self.uuid} keeps moving; try again")
+        raise Busy(f"pod {self.uuid} keeps moving; try again")
 
     def move(self, new_state: str) -> None:
         """Rename into another state directory. The caller holds the pod's lock."""

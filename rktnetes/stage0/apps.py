@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from rktnetes.config import Paths
-from rktnetes.errors import NotFoundError, PodError, RktError, UsageError
+from rktnetes.errors import (AlreadyExists, Busy, NotFoundError, NotRunning, PodError, RktError,
+                             TimedOut, UsageError)
 from rktnetes.fsutil import atomic_write_json, rmtree
 from rktnetes.pod import state as st
 from rktnetes.pod.manifest import App, Mount, PodManifest, Volume
@@ -98,7 +99,7 @@ def running(pod: Pod, need_sandbox: bool = True) -> PodManifest:
     """The manifest of `pod` if it is running (monitor alive, not stopping) — and a sandbox."""
     pod.refresh()
     if pod.state != RUN or not monitor_alive(pod):
-        raise PodError(f"pod {pod.uuid} is not running")
+        raise NotRunning(f"pod {pod.uuid} is not running")
     if (pod.path / STOPPING).exists():
         raise PodError(f"pod {pod.uuid} is stopping")
     m = pod.manifest()
@@ -114,7 +115,7 @@ def changing(pod: Pod, need_sandbox: bool = True) -> Iterator[PodManifest]:
     try:
         lk = pod.apps_lock()
     except NotFoundError:
-        raise PodError(f"pod {pod.uuid} is not running (it was removed)") from None
+        raise NotRunning(f"pod {pod.uuid} is not running (it was removed)") from None
     try:
         lk.acquire()
         yield running(pod, need_sandbox)
@@ -230,7 +231,7 @@ def add(paths: Paths, pod: Pod, f: AppFlags, x: AddOptions) -> str:
         with changing(pod) as m:
             app.name = f.name or _unique_name(m, f.image)
             if m.app(app.name) is not None:
-                raise PodError(f"pod {pod.uuid} already has an app named {app.name!r}")
+                raise AlreadyExists(f"pod {pod.uuid} already has an app named {app.name!r}")
             volumes = list(m.volumes)
             for vol, _ in mnt:
                 have = next((v for v in volumes if v.name == vol.name), None)
@@ -305,10 +306,10 @@ def _wait(pod: Pod, name: str, what: str, done: Callable[[AppState], bool],
             if pod.state == RUN and pod.manifest().app(name) is None:
                 raise NotFoundError(f"app {name} was removed from pod {pod.uuid} meanwhile")
         if not monitor_alive(pod):
-            raise PodError(f"pod {pod.uuid} stopped (or its monitor died) before app {name} "
+            raise NotRunning(f"pod {pod.uuid} stopped (or its monitor died) before app {name} "
                            f"{'started' if what == 'start' else 'stopped'}")
         if time.monotonic() > deadline:
-            raise PodError(f"app {name}: the pod's monitor did not {what} it within "
+            raise TimedOut(f"app {name}: the pod's monitor did not {what} it within "
                            f"{timeout:g}s")
         time.sleep(delay)
         delay = min(delay * 1.5, 0.05)
@@ -323,7 +324,7 @@ def start(paths: Paths, pod: Pod, name: str, timeout: float = START_TIMEOUT) -> 
         if s.state == st.EXITED:
             raise PodError(f"app {name} has already run (it exited); remove it and add it again")
         if not control.request_app(pod, name, "start"):
-            raise PodError(f"pod {pod.uuid} is not running")
+            raise NotRunning(f"pod {pod.uuid} is not running")
     s = _wait(pod, name, "start", lambda s: s.state != st.CREATED, timeout)
     if s.state == st.EXITED and s.reason == st.START_ERROR:
         raise PodError(f"app {name} failed to start: {s.message}")
@@ -353,11 +354,11 @@ def stop(paths: Paths, pod: Pod, name: str, timeout: float = 10.0) -> AppState:
                 if pod.app_state(name).state == st.CREATED:
                     raise PodError(f"app {name} has not been started")
                 if not control.request_app(pod, name, "stop", timeout):
-                    raise PodError(f"pod {pod.uuid} is not running")
+                    raise NotRunning(f"pod {pod.uuid} is not running")
                 break
         _let_start_finish(pod, name)
     else:
-        raise PodError(f"app {name} is still being started; try again")
+        raise Busy(f"app {name} is still being started; try again")
     return _wait(pod, name, "stop", lambda s: s.state != st.RUNNING, timeout + STOP_MARGIN)
 
 
@@ -379,7 +380,7 @@ def rm(paths: Paths, pod: Pod, name: str, force: bool = False, timeout: float = 
                 # running (forced) or exited, perhaps due for a restart: a stop request
                 # first, so the monitor never starts it again
                 if not control.request_app(pod, name, "stop", 0.0 if force else timeout):
-                    raise PodError(f"pod {pod.uuid} is not running")
+                    raise NotRunning(f"pod {pod.uuid} is not running")
         if starting:
             _let_start_finish(pod, name)
             continue
@@ -446,6 +447,6 @@ def exec_in(paths: Paths, pod: Pod, name: str, argv: list[str], tty: bool,
     s = pod.app_state(name)
     # a pod whose monitor died: its apps may still run, and what runs can be entered
     if s.state != st.RUNNING or (not monitor_alive(pod) and not s.process_alive()):
-        raise PodError(f"app {name} is not running")
+        raise NotRunning(f"app {name} is not running")
     ctx = PodContext.load(paths, pod)
     return get_stage1(m.stage1).exec_in_app(ctx, app, argv, tty=tty, interactive=interactive)

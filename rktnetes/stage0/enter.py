@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from rktnetes.config import Paths
-from rktnetes.errors import NotFoundError, PodError, UsageError
+from rktnetes.errors import NotFoundError, NotRunning, UsageError
 from rktnetes.pod import state as st
 from rktnetes.pod.manifest import App, PodManifest
 from rktnetes.pod.store import RUN, Pod
@@ -30,7 +30,7 @@ def enter(paths: Paths, pod: Pod, app_name: str, argv: list[str]) -> int:
 
     pod.refresh()
     if pod.state != RUN:
-        raise PodError(f"pod {pod.uuid} is not running")
+        raise NotRunning(f"pod {pod.uuid} is not running")
     m = pod.manifest()
     app = pick_app(m, app_name)
     s = pod.app_state(app.name)
@@ -38,8 +38,8 @@ def enter(paths: Paths, pod: Pod, app_name: str, argv: list[str]) -> int:
     if s.state != st.RUNNING or (not pod.is_locked() and not s.process_alive()):
         if not pod.is_locked() and not any(pod.app_state(a.name).process_alive()
                                            for a in m.apps):
-            raise PodError(f"pod {pod.uuid} is not running")
-        raise PodError(f"app {app.name} of pod {pod.uuid} is not running")
+            raise NotRunning(f"pod {pod.uuid} is not running")
+        raise NotRunning(f"app {app.name} of pod {pod.uuid} is not running")
     ctx = PodContext.load(paths, pod)
     return get_stage1(m.stage1).exec_in_app(ctx, app, argv, tty=sys.stdin.isatty(),
                                             interactive=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rktnetes.config import Paths
-from rktnetes.errors import PodError
+from rktnetes.errors import Busy, PodError
 from rktnetes.pod.store import EMBRYO, PREPARE, RUN, Pod
 
 from .podfs import remove_pod_dir
@@ -18,8 +18,8 @@ def rm(paths: Paths, pod: Pod) -> None:
             if pod.state == RUN:
                 raise PodError(f"pod {pod.uuid} is running: stop it first (rkt stop {pod.uuid})")
             if pod.state in (EMBRYO, PREPARE):
-                raise PodError(f"pod {pod.uuid} is being prepared")
-            raise PodError(f"pod {pod.uuid} is busy (another rkt command holds it); try again")
+                raise Busy(f"pod {pod.uuid} is being prepared")
+            raise Busy(f"pod {pod.uuid} is busy (another rkt command holds it); try again")
         pod.refresh()
         if pod.state == RUN:
             reap_dead(paths, pod)  # its monitor died: finish it as gc would

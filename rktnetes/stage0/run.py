@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from rktnetes.config import Paths
-from rktnetes.errors import PodError, StartInterrupted, UsageError
+from rktnetes.errors import PodError, StartInterrupted, TimedOut, UsageError
 from rktnetes.pod import state as st
 from rktnetes.pod.protocol import MONITOR_LOG
 from rktnetes.pod.store import EXITED_GARBAGE, GARBAGE, PREPARED, RUN, Pod, PodLock
@@ -154,4 +154,4 @@ def wait_started(pod: Pod, proc: subprocess.Popen, timeout: float = START_TIMEOU
             return
         time.sleep(delay)
         delay = min(delay * 2, 0.1)
-    raise PodError(f"pod {pod.uuid}: not started after {timeout:.0f}s")
+    raise TimedOut(f"pod {pod.uuid}: not started after {timeout:.0f}s")

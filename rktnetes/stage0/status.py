@@ -6,7 +6,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from rktnetes.errors import PodError, RktError, UnreadableManifest
+from rktnetes.errors import Busy, PodError, RktError, TimedOut, UnreadableManifest
 from rktnetes.lazylog import getLogger
 from rktnetes.pod.state import EXITED, RUNNING, UNKNOWN, AppState
 from rktnetes.pod.store import (EMBRYO, EXITED_GARBAGE, GARBAGE, PREPARE, PREPARED, RUN, Pod,
@@ -199,7 +199,7 @@ def wait_exited(pod: Pod, timeout: float | None) -> PodStatus:
         if s.exited:
             return s
         if deadline is not None and time.monotonic() >= deadline:
-            raise PodError(f"pod {pod.uuid} still {s.state} after {timeout:g}s")
+            raise TimedOut(f"pod {pod.uuid} still {s.state} after {timeout:g}s")
         time.sleep(delay)
         delay = min(delay * 1.5, 0.2)
 
@@ -220,5 +220,5 @@ def not_runnable(pod: Pod) -> PodError:
         return PodError(f"pod {pod.uuid} has already run (it is {display_state(pod.state)}, "
                         "not prepared)")
     if pod.state in (EMBRYO, PREPARE):
-        return PodError(f"pod {pod.uuid} is still being prepared")
-    return PodError(f"pod {pod.uuid} is busy (another rkt command holds it); try again")
+        return Busy(f"pod {pod.uuid} is still being prepared")
+    return Busy(f"pod {pod.uuid} is busy (another rkt command holds it); try again")

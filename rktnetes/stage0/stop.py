@@ -14,7 +14,7 @@ import signal
 import time
 
 from rktnetes.config import Paths
-from rktnetes.errors import PodError, RktError
+from rktnetes.errors import NotRunning, PodError, RktError, TimedOut
 from rktnetes.pod import state as st
 from rktnetes.pod.store import EXITED_GARBAGE, GARBAGE, RUN, Pod
 from rktnetes.supervise.control import monitor_alive, request_stop
@@ -142,7 +142,7 @@ def stop(paths: Paths, pod: Pod, timeout: float = 10.0, force: bool = False) -> 
         if pod.state != RUN:
             from .status import display_state
 
-            raise PodError(f"pod {pod.uuid} is not running (it is {display_state(pod.state)})")
+            raise NotRunning(f"pod {pod.uuid} is not running (it is {display_state(pod.state)})")
         if not pod.is_locked():
             if try_reap(paths, pod, 0 if force else timeout):
                 continue
@@ -152,5 +152,5 @@ def stop(paths: Paths, pod: Pod, timeout: float = 10.0, force: bool = False) -> 
                 request_stop(pod, 0 if force else timeout, force)
             requested = pid
         if time.monotonic() > deadline:
-            raise PodError(f"pod {pod.uuid}: still running {wait:.0f}s after the stop request")
+            raise TimedOut(f"pod {pod.uuid}: still running {wait:.0f}s after the stop request")
         time.sleep(0.05)

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from rktnetes.errors import StoreError
+from rktnetes.errors import RESOURCE_EXHAUSTED, StoreError
 
 AUTO_RATIO = 100
 AUTO_FLOOR = 1 << 30
@@ -33,6 +33,8 @@ _UNITS = {"": 1, "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
 
 class LayerTooLarge(StoreError):
     """A layer expands past its limit, or would leave too little free space."""
+
+    kind = RESOURCE_EXHAUSTED
 
 
 def parse_size(value, what: str) -> int:
