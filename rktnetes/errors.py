@@ -1,6 +1,8 @@
 """Exception types. Each carries a one-line message the CLI prints as `rkt: <message>`, and a
 `kind` that a front end maps to its own codes (the CRI server to gRPC status codes, in one
-place). A raise may give a kind of its own: `PodError("...", kind=FAILED_PRECONDITION)`."""
+place). A raise may give a kind of its own: `PodError("...", kind=FAILED_PRECONDITION)`, and a
+`hint`: a key under which a front end may say, in its own words, what to do instead (the CLI
+names its flags: "give one with --exec"), for messages that stay the engine's."""
 
 # Kinds, named as gRPC names its status codes (what they mean is the same).
 NOT_FOUND = "not-found"
@@ -19,11 +21,14 @@ class RktError(Exception):
 
     exit_code = 1
     kind = INTERNAL
+    hint = ""
 
-    def __init__(self, *args, kind: str = ""):
+    def __init__(self, *args, kind: str = "", hint: str = ""):
         super().__init__(*args)
         if kind:
             self.kind = kind
+        if hint:
+            self.hint = hint
 
 
 class HelpWanted(Exception):

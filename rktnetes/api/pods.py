@@ -23,7 +23,9 @@ from typing import Iterator
 
 from rktnetes.pod.manifest import PodManifest
 from rktnetes.pod.state import AppState
-from rktnetes.pod.store import EMBRYO, EXITED_GARBAGE, GARBAGE, PREPARE, STATES, Pod
+from rktnetes.pod.state import RUNNING
+from rktnetes.pod.store import EMBRYO, EXITED_GARBAGE, GARBAGE, PREPARE, RUN, STATES, Pod
+from rktnetes.stage0.status import app_view
 from rktnetes.proto.v1alpha import api_pb2 as pb
 
 from . import states, wire
@@ -72,6 +74,7 @@ class PodView(wire.CachedMessage):
     started_at_ns: int = 0
     finished_at_ns: int = 0
     gc_marked_at_ns: int = 0
+    unsupervised: bool = False         # running, its monitor gone (never cached: see get)
     _memo: dict = field(default_factory=dict, repr=False)
     LIST_FIELD = PODS_FIELD
 
@@ -189,25 +192,32 @@ def read_pod(root: Path, uuid: str, dir_state: str, st: os.stat_result | None = 
     except (TypeError, ValueError, KeyError, AttributeError) as e:
         raise MalformedPod(f"pod.json: {e}") from None
     view.manifest, view.manifest_raw = m, raw
-    try:
-        ps, _ = _read_json_file(path / "state.json")
-    except (FileNotFoundError, MalformedPod):  # torn by a crash of the machine, as Pod.pod_state
-        ps = {}
+    ps = pod.pod_state()          # typed and lenient: a torn file reads as no facts
+    # the view `rkt status` shows too (stage0.status): an app of a pod whose monitor died is
+    # running while its process is, and so is the pod (unsupervised)
+    orphaned = dir_state == RUN and not locked
     for a in m.apps:
         try:  # a torn file reads as a default state (Pod.app_state), as in `rkt list`
             app_st = pod.app_state(a.name)
         except (ValueError, TypeError) as e:  # a document of the wrong shape
             raise MalformedPod(f"apps/{a.name}/state.json: {e}") from None
+        shown = app_view(a, app_st, orphaned)
+        if orphaned:
+            app_st = AppState(a.name, shown.state, pid=shown.pid, exit_code=shown.exit_code,
+                              signal=shown.signal, reason=shown.reason, message=shown.message,
+                              started_at=app_st.started_at, finished_at=app_st.finished_at)
         view.apps.append(AppView(a.name, a.image_id, a.image_name, dict(a.annotations), app_st))
-    if dir_state in (EXITED_GARBAGE, GARBAGE) or api_state == pb.POD_STATE_RUNNING or ps.get("started_at"):
-        pid = ps.get("pid") or ps.get("monitor_pid") or -1
-        view.pid = int(pid) if isinstance(pid, int) else -1
+    if orphaned and any(v.state.state == RUNNING for v in view.apps):
+        view.state = api_state = pb.POD_STATE_RUNNING
+        view.unsupervised = True
+    if dir_state in (EXITED_GARBAGE, GARBAGE) or api_state == pb.POD_STATE_RUNNING or ps.started_at:
+        view.pid = ps.monitor_pid or -1
     if api_state == pb.POD_STATE_RUNNING:     # rkt reports networks of running pods only
-        view.networks = _networks(ps.get("networks"))
-    view.cgroup = str(ps.get("cgroup") or "") if api_state == pb.POD_STATE_RUNNING else ""
-    view.created_at_ns = _ns(m.created_at or ps.get("created_at"))
-    view.started_at_ns = _ns(ps.get("started_at"))
-    view.finished_at_ns = _ns(ps.get("finished_at"))
+        view.networks = _networks(ps.networks)
+    view.cgroup = ps.cgroup if api_state == pb.POD_STATE_RUNNING else ""
+    view.created_at_ns = _ns(m.created_at)
+    view.started_at_ns = _ns(ps.started_at)
+    view.finished_at_ns = _ns(ps.finished_at)
     if dir_state in (EXITED_GARBAGE, GARBAGE):
         view.gc_marked_at_ns = _gc_marked_at(path, st)
     return view
@@ -284,6 +294,8 @@ class PodReader:
             return None
         if not settled:
             key = (dir_state, locked, st.st_mtime_ns, _app_key(path, [a.name for a in view.apps]))
+        if dir_state == RUN and not locked:
+            return view                 # its processes may end without a file changing
         with self._lock:
             self._bad.pop(uuid, None)
             self._cache[uuid] = (key, view)

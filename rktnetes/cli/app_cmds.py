@@ -4,32 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING
 
 from rktnetes.config import Paths
-from rktnetes.errors import HelpWanted, UsageError
-from rktnetes.stage0.options import PULL_POLICIES, RESTART_POLICIES
+from rktnetes.errors import UsageError
+from rktnetes.stage0.options import RESTART_POLICIES
 
 from .output import add_format_flag, print_json, print_table
 from .pod_args import parse_duration
 from .run_grammar import APP_FLAGS_HELP, parse_apps
 
-if TYPE_CHECKING:
-    from rktnetes.stage0.apps import AddOptions
-
-# `rkt app add` flags beyond the `rkt run` app flags: flag -> (AddOptions attribute, kind)
-ADD_FLAGS: dict[str, tuple[str, str]] = {
-    "--mnt-volume": ("mnt_volumes", "list"),
-    "--restart": ("restart", "str"),
-    "--supplementary-gids": ("supplementary_gids", "list"),
-    "--no-new-privs": ("no_new_privileges", "bool"),
-    "--allow-new-privs": ("allow_new_privileges", "bool"),
-    "--privileged": ("privileged", "bool"),
-    "--stop-signal": ("stop_signal", "str"),
-    "--annotation": ("annotations", "list"),
-    "--pull-policy": ("pull_policy", "str"),
-    "--insecure-options": ("insecure_options", "list"),
-}
 
 ADD_FLAGS_HELP = APP_FLAGS_HELP.split("\nexample:")[0] + """\
   --mnt-volume NAME,kind=host,source=PATH,target=PATH[,readOnly=true]
@@ -157,88 +140,34 @@ def _apps():
 # -- sandbox / add ------------------------------------------------------------------------------
 
 def cmd_sandbox(args, paths: Paths) -> int:
-    from rktnetes.stage0.prepare import PodOptions, check_uuid_file
+    from rktnetes.stage0.prepare import check_uuid_file
+    from rktnetes.stage0.run import InterruptsHeld
+
+    from .pod_flags import pod_spec
 
     check_uuid_file(args.uuid_file_save)
-    o = _apps().SandboxOptions(
-        pod=PodOptions(stage1=args.stage1, hostname=args.hostname, volumes=args.volume,
-                       restart=args.restart, annotations=args.annotation, labels=args.label,
-                       net=args.net, ports=args.port, dns=args.dns,
-                       dns_search=args.dns_search, dns_opt=args.dns_opt,
-                       hosts_entries=args.hosts_entry, quiet=True),
-        uuid_file=args.uuid_file_save)
-    pod = _apps().sandbox(paths, o)
+    spec = pod_spec(args, [], sandbox=True)
+    pod = _apps().sandbox(paths, spec, uuid_file=args.uuid_file_save,
+                          hold_interrupts=InterruptsHeld())
     print(pod.uuid)
     return 0
 
 
-def split_add_flags(tokens: list[str]) -> tuple[list[str], AddOptions]:
-    """Take the `rkt app add`-only flags out of the tokens (up to `--`); the rest is the `rkt run`
-    grammar for one image."""
-    from rktnetes.stage0.volumes import parse_bool
-
-    x = _apps().AddOptions()
-    allow = None
-    rest: list[str] = []
-    i = 0
-    while i < len(tokens):
-        t = tokens[i]
-        i += 1
-        if t == "--":  # the app's arguments, up to `---`, are not flags
-            end = tokens.index("---", i) + 1 if "---" in tokens[i:] else len(tokens)
-            rest += tokens[i - 1:end]
-            i = end
-            continue
-        flag, eq, val = t.partition("=")
-        if flag not in ADD_FLAGS:
-            rest.append(t)
-            continue
-        attr, kind = ADD_FLAGS[flag]
-        if kind == "bool":
-            v = parse_bool(val, flag) if eq else True
-            if attr == "allow_new_privileges":
-                allow = v
-            elif attr == "no_new_privileges":
-                x.no_new_privileges = v
-            else:
-                setattr(x, attr, v)
-            continue
-        if not eq:
-            if i >= len(tokens):
-                raise UsageError(f"{flag} needs a value")
-            val, i = tokens[i], i + 1
-        if kind == "list":
-            getattr(x, attr).append(val)
-        else:
-            setattr(x, attr, val)
-    if allow is not None:
-        if x.no_new_privileges is not None and x.no_new_privileges == allow:
-            raise UsageError("--no-new-privs and --allow-new-privs contradict each other")
-        x.no_new_privileges = not allow
-    if x.pull_policy not in PULL_POLICIES:
-        raise UsageError(f"--pull-policy={x.pull_policy}: use new, update or never")
-    return rest, x
-
-
 def cmd_add(args, paths: Paths) -> int:
-    from .run_grammar import APP_FLAGS
+    from .app_flags import to_spec
+    from .pod_flags import pull_options
 
-    rest, x = split_add_flags(args.rest)
-    if rest[:1] in (["-h"], ["--help"]):  # before the image; after it, parse_apps sees them
-        raise HelpWanted()
-    if rest and rest[0].partition("=")[0] in APP_FLAGS:
-        raise UsageError(f"{rest[0].partition('=')[0]} is an app flag: put it after the image "
-                         f"it applies to")
-    if not rest or rest[0].startswith("-"):
-        raise UsageError("no image given (usage: app add UUID IMAGE [APP FLAGS])")
-    parsed = parse_apps(rest)
+    parsed = parse_apps(args.rest, add=True)
     if parsed.globals:
         paths = Paths.resolve(parsed.globals.get("dir") or str(paths.data),
                               parsed.globals.get("config_dir") or str(paths.config))
     if len(parsed.apps) != 1:
         raise UsageError(f"app add takes one image, not {len(parsed.apps)} "
                          f"({', '.join(a.image[:80] for a in parsed.apps[:5])})")
-    name = _apps().add(paths, _pod(paths, args.uuid), parsed.apps[0], x)
+    f = parsed.apps[0]
+    spec, volumes = to_spec(f)
+    pull = pull_options(f.pull_policy, f.insecure_options, quiet=True)
+    name = _apps().add(paths, _pod(paths, args.uuid), spec, pull, volumes)
     print(name)
     return 0
 
@@ -346,6 +275,8 @@ def exec_flags(args) -> list[str]:
 
 def cmd_exec(args, paths: Paths) -> int:
     cmd = exec_flags(args)
+    if not cmd:
+        raise UsageError("no command given (rkt app exec UUID --app=NAME -- CMD ...)")
     tty = args.tty and sys.stdin.isatty()
     sys.stdout.flush()
     return _apps().exec_in(paths, _pod(paths, args.uuid), args.app, cmd, tty=tty,

@@ -143,6 +143,18 @@ def _setup_logging(debug: bool) -> None:
         sys.meta_path.insert(0, _LoggingOnImport(debug))
 
 
+# What to do instead, in the CLI's words, for the engine's errors that carry a hint key.
+HINTS = {
+    "command": "give one with --exec",
+    "flavor": "use --stage1=default",
+}
+
+
+def with_hint(e: Exception) -> str:
+    hint = HINTS.get(getattr(e, "hint", ""), "")
+    return f"{e}; {hint}" if hint else str(e)
+
+
 def main(argv: list[str] | None = None) -> int:
     if argv is None:
         argv = sys.argv[1:]
@@ -176,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
 
             logging.exception("failed")
         # (a command line refused later, by `rkt help CMD`'s parse, names its command too)
-        print(f"{e.prog if isinstance(e, BadArguments) else 'rkt'}: {e}", file=sys.stderr)
+        print(f"{e.prog if isinstance(e, BadArguments) else 'rkt'}: {with_hint(e)}",
+              file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("rkt: interrupted", file=sys.stderr)

@@ -287,7 +287,7 @@ def cmd_enter(args, paths: Paths) -> int:
         raise UsageError("no pod UUID given (or use --uuid-file)")
     (pod,) = pods_from_args(paths, args)
     cmd = cmd[1:] if cmd[:1] == ["--"] else cmd
-    return enter.enter(paths, pod, args.app, cmd or ["/bin/sh"])
+    return enter.enter(paths, pod, args.app, cmd or ["/bin/sh"], tty=sys.stdin.isatty())
 
 
 def cmd_cat_manifest(args, paths: Paths) -> int:

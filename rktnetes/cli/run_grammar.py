@@ -1,4 +1,6 @@
-"""rkt's positional grammar for `rkt run|prepare`: `IMAGE [APP FLAGS] [-- ARGS ---] IMAGE ...`.
+"""rkt's positional grammar for apps: `IMAGE [APP FLAGS] [-- ARGS ---] IMAGE ...` (`rkt run`,
+`rkt prepare`), and `IMAGE [APP FLAGS] [-- ARGS ---]` with `rkt app add`'s own flags too: one
+parser for both (AppFlags, rktnetes.cli.app_flags).
 
 argparse parses the pod flags (before the first image); what follows is split here, because app
 flags apply to the image before them and argparse has no notion of that.
@@ -10,7 +12,7 @@ from rktnetes.errors import HelpWanted, UsageError
 
 TYPE_CHECKING = False  # typing costs milliseconds of every `rkt` start
 if TYPE_CHECKING:  # imported when parsing: the parser's help text must not need it
-    from rktnetes.stage0.appspec import AppFlags
+    from .app_flags import AppFlags
 
 # flag -> (AppFlags attribute, kind): "str" one value, "list" repeatable, "bool" optional =value
 APP_FLAGS: dict[str, tuple[str, str]] = {
@@ -27,6 +29,20 @@ APP_FLAGS: dict[str, tuple[str, str]] = {
     "--caps-retain": ("caps_retain", "list"),
     "--caps-remove": ("caps_remove", "list"),
     "--mount": ("mounts", "list"),
+}
+
+# `rkt app add`'s flags beyond those: flag -> (AppFlags attribute, kind)
+ADD_FLAGS: dict[str, tuple[str, str]] = {
+    "--mnt-volume": ("mnt_volumes", "list"),
+    "--restart": ("restart", "str"),
+    "--supplementary-gids": ("supplementary_gids", "list"),
+    "--no-new-privs": ("no_new_privileges", "bool"),
+    "--allow-new-privs": ("allow_new_privileges", "bool"),
+    "--privileged": ("privileged", "bool"),
+    "--stop-signal": ("stop_signal", "str"),
+    "--annotation": ("annotations", "list"),
+    "--pull-policy": ("pull_policy", "str"),
+    "--insecure-options": ("insecure_options", "list"),
 }
 
 # Global flags are also accepted among app flags (the common parser cannot see them there).
@@ -64,16 +80,22 @@ class Parsed:
         self.globals = {} if globals is None else globals
 
 
-def parse_apps(tokens: list[str], pod_flags: set[str] = frozenset()) -> Parsed:
-    """Split the tokens after the pod flags into one AppFlags per image."""
-    from rktnetes.stage0.appspec import AppFlags
+def parse_apps(tokens: list[str], pod_flags: set[str] = frozenset(), add: bool = False) -> Parsed:
+    """Split the tokens after the pod flags into one AppFlags per image. add: `rkt app add`'s
+    grammar, its own flags allowed too (anywhere before `--`, even before the image)."""
+    from rktnetes.stage0.options import PULL_POLICIES
 
+    from .app_flags import AppFlags
+
+    flags = {**APP_FLAGS, **ADD_FLAGS} if add else APP_FLAGS
     out = Parsed([])
     toks = list(tokens)
     if toks and toks[0] == "--":
         toks.pop(0)
     i = 0
     cur: AppFlags | None = None
+    early: list[tuple[str, str, str]] = []   # add flags before the image: (attr, kind, value)
+    allow: bool | None = None                # --allow-new-privs, against --no-new-privs
     while i < len(toks):
         t = toks[i]
         i += 1
@@ -106,36 +128,64 @@ def parse_apps(tokens: list[str], pod_flags: set[str] = frozenset()) -> Parsed:
                         val, i = toks[i], i + 1
                     out.globals[key] = val
                 continue
-            if flag not in APP_FLAGS:
+            if flag not in flags:
                 if flag in pod_flags:
                     raise UsageError(f"{flag} is a pod flag: give it before the first image")
                 raise UsageError(f"unknown app flag {flag}")
-            if cur is None:
+            attr, kind = flags[flag]
+            if cur is None and not (add and flag in ADD_FLAGS):
+                if add:
+                    raise UsageError(f"{flag} is an app flag: put it after the image it "
+                                     f"applies to")
                 raise UsageError(f"{flag} must follow an image")
-            attr, kind = APP_FLAGS[flag]
             if kind == "bool":
                 if eq:
-                    from rktnetes.stage0.volumes import parse_bool
+                    from .volume_flags import parse_bool
 
-                    setattr(cur, attr, parse_bool(val, flag))
+                    v = parse_bool(val, flag)
                 else:
-                    setattr(cur, attr, True)
-                continue
-            if not eq:
-                if i >= len(toks):
-                    raise UsageError(f"{flag} needs a value")
-                val, i = toks[i], i + 1
-            if kind == "list":
-                getattr(cur, attr).append(val)
+                    v = True
             else:
-                if not val:  # `--name=` would otherwise quietly mean "no --name"
-                    raise UsageError(f"{flag} needs a value (it is empty)")
-                if getattr(cur, attr):
-                    raise UsageError(f"{flag} given twice for {cur.image}")
-                setattr(cur, attr, val)
+                if not eq:
+                    if i >= len(toks):
+                        raise UsageError(f"{flag} needs a value")
+                    val, i = toks[i], i + 1
+                v = val
+            if attr == "allow_new_privileges":
+                allow = v
+                continue
+            if cur is None:
+                early.append((attr, kind, v))
+                continue
+            _set(cur, flag, attr, kind, v)
             continue
         cur = AppFlags(image=t)
         out.apps.append(cur)
+        for attr, kind, v in early:
+            _set(cur, "", attr, kind, v)
+        early = []
     if not out.apps:
-        raise UsageError("no image given")
+        raise UsageError("no image given" if not add else
+                         "no image given (usage: app add UUID IMAGE [APP FLAGS])")
+    if add:
+        app = out.apps[0]
+        if allow is not None:
+            if app.no_new_privileges is not None and app.no_new_privileges == allow:
+                raise UsageError("--no-new-privs and --allow-new-privs contradict each other")
+            app.no_new_privileges = not allow
+        if app.pull_policy not in PULL_POLICIES:
+            raise UsageError(f"--pull-policy={app.pull_policy}: use new, update or never")
     return out
+
+
+def _set(cur: AppFlags, flag: str, attr: str, kind: str, v) -> None:
+    if kind == "bool":
+        setattr(cur, attr, v)
+    elif kind == "list":
+        getattr(cur, attr).append(v)
+    else:
+        if not v and flag:  # `--name=` would otherwise quietly mean "no --name"
+            raise UsageError(f"{flag} needs a value (it is empty)")
+        if getattr(cur, attr) and attr not in ("pull_policy",) and flag:
+            raise UsageError(f"{flag} given twice for {cur.image}")
+        setattr(cur, attr, v)

@@ -33,7 +33,7 @@ def commit_image(store: Store, manifest_digest: str, references: list[str],
     layers = [LayerRef(d.digest, d.media_type, d.size, diff_id)
               for d, diff_id in zip(manifest.layers, config.diff_ids)]
 
-    from rktnetes.store.layers import ensure_layer  # the cache verifies each diff_id as it unpacks
+    from .layers import ensure_layer  # the cache verifies each diff_id as it unpacks
 
     for layer in layers:
         ensure_layer(store, layer)

@@ -102,6 +102,6 @@ def _replace_dir(new: Path, dest: Path) -> None:
 def lowerdirs(store: Store, rec: ImageRecord) -> list[Path]:
     """The cached layer directories of `rec`, top layer first (overlayfs `lowerdir=` order).
     Layers missing from the cache (removed by hand, say) are unpacked again."""
-    from rktnetes.store.layers import ensure_layer
+    from .layers import ensure_layer
 
     return [ensure_layer(store, layer) for layer in reversed(rec.layers)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 from rktnetes.errors import UsageError
 from rktnetes.pod.manifest import NetworkRequest, PortForward
@@ -58,27 +59,28 @@ def check_net_requests(reqs: list[NetworkRequest]) -> list[NetworkRequest]:
     return reqs
 
 
-def parse_port_flag(value: str, exposed_ports: Iterable[str] | Mapping[str, str] = ()
-                    ) -> PortForward:
-    """`NAME:[HOSTIP:]HOSTPORT`. NAME is `PORT/PROTO` (or `PORT`, tcp), or the name of an
-    exposed port: `exposed_ports` maps names to "PORT/PROTO" (a plain list of "PORT/PROTO"
-    strings, as OCI images expose them, names each port by itself)."""
+@dataclass
+class PortSpec:
+    """A host port to forward to the pod, before the images are known: `port` is
+    "PORT[/PROTO]" or the name of a port an image exposes."""
+
+    port: str
+    host_port: int
+    host_ip: str = ""
+    shown: str = ""           # how an error names it ("--port '80/tcp:8080'")
+
+
+def parse_port_spec(value: str) -> PortSpec:
+    """`NAME:[HOSTIP:]HOSTPORT`, its syntax only (the name is resolved by resolve_port)."""
+    shown = f"--port {value!r}"
     name, sep, rest = value.partition(":")
     if not sep or not name or not rest:
-        raise UsageError(f"--port {value!r}: expected NAME:[HOSTIP:]HOSTPORT")
-    exposed = (dict(exposed_ports) if isinstance(exposed_ports, Mapping)
-               else {p: p for p in exposed_ports})
-    spec = exposed.get(name, name)
-    m = re.match(_PORT_PROTO, spec, re.IGNORECASE)
-    if not m:
-        known = ", ".join(sorted(exposed)) or "none"
-        raise UsageError(f"--port {value!r}: unknown port name {name!r} (exposed: {known})")
-    container_port, proto = int(m.group(1)), (m.group(2) or "tcp").lower()
+        raise UsageError(f"{shown}: expected NAME:[HOSTIP:]HOSTPORT")
     host_ip, host_port_s = "", rest
     if rest.startswith("["):                      # [IPv6]:PORT
         ip6, close, tail = rest[1:].partition("]")
         if not close or not tail.startswith(":"):
-            raise UsageError(f"--port {value!r}: expected [IPV6]:HOSTPORT")
+            raise UsageError(f"{shown}: expected [IPV6]:HOSTPORT")
         host_ip, host_port_s = ip6, tail[1:]
     elif ":" in rest:
         host_ip, _, host_port_s = rest.rpartition(":")
@@ -86,13 +88,38 @@ def parse_port_flag(value: str, exposed_ports: Iterable[str] | Mapping[str, str]
         try:
             host_ip = str(ipaddress.ip_address(host_ip))
         except ValueError:
-            raise UsageError(f"--port {value!r}: invalid host IP {host_ip!r}") from None
+            raise UsageError(f"{shown}: invalid host IP {host_ip!r}") from None
     if not host_port_s.isdigit() or not 0 < int(host_port_s) < 65536:
-        raise UsageError(f"--port {value!r}: invalid host port {host_port_s!r}")
+        raise UsageError(f"{shown}: invalid host port {host_port_s!r}")
+    return PortSpec(name, int(host_port_s), host_ip, shown)
+
+
+def resolve_port(spec: PortSpec, exposed_ports: Iterable[str] | Mapping[str, str] = ()
+                 ) -> PortForward:
+    """The forward `spec` asks for, its port named by `PORT/PROTO` (or `PORT`, tcp) or by an
+    exposed port: `exposed_ports` maps names to "PORT/PROTO" (a plain list of "PORT/PROTO"
+    strings, as OCI images expose them, names each port by itself)."""
+    exposed = (dict(exposed_ports) if isinstance(exposed_ports, Mapping)
+               else {p: p for p in exposed_ports})
+    port = exposed.get(spec.port, spec.port)
+    m = re.match(_PORT_PROTO, port, re.IGNORECASE)
+    shown = spec.shown or f"port {spec.port!r}"
+    if not m:
+        known = ", ".join(sorted(exposed)) or "none"
+        raise UsageError(f"{shown}: unknown port name {spec.port!r} (exposed: {known})")
+    container_port, proto = int(m.group(1)), (m.group(2) or "tcp").lower()
     if not 0 < container_port < 65536:
-        raise UsageError(f"--port {value!r}: invalid container port {container_port}")
-    return PortForward(name=name, container_port=container_port, protocol=proto,
-                       host_port=int(host_port_s), host_ip=host_ip)
+        raise UsageError(f"{shown}: invalid container port {container_port}")
+    if not 0 < spec.host_port < 65536:
+        raise UsageError(f"{shown}: invalid host port {spec.host_port}")
+    return PortForward(name=spec.port, container_port=container_port, protocol=proto,
+                       host_port=spec.host_port, host_ip=spec.host_ip)
+
+
+def parse_port_flag(value: str, exposed_ports: Iterable[str] | Mapping[str, str] = ()
+                    ) -> PortForward:
+    """`NAME:[HOSTIP:]HOSTPORT` resolved against `exposed_ports` (see resolve_port)."""
+    return resolve_port(parse_port_spec(value), exposed_ports)
 
 
 def check_port_forwards(ports: list[PortForward]) -> list[PortForward]:

@@ -12,7 +12,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs milliseconds on every pod's start
     from typing import Any
 
-    from .cni import CNIResult
 
 STATUS_FILE = "networks.json"
 SCHEMA_VERSION = 1
@@ -46,7 +45,8 @@ class Attachment:
     dns: DNS = field(default_factory=DNS)
 
     @classmethod
-    def from_result(cls, network: str, ifname: str, res: CNIResult) -> "Attachment":
+    def from_result(cls, network: str, ifname: str, res) -> "Attachment":
+        """From a CNI ADD's result (net.cni.CNIResult: this module stays below cni)."""
         idx = next((n for n, i in enumerate(res.interfaces)
                     if i.name == ifname and i.sandbox), None)
         # IPs tied to our interface; results without interface indices give all of theirs

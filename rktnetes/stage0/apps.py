@@ -26,26 +26,24 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
 from rktnetes.config import Paths
 from rktnetes.errors import (AlreadyExists, Busy, NotFoundError, NotRunning, PodError, RktError,
-                             TimedOut, UsageError)
+                             TimedOut)
 from rktnetes.fsutil import atomic_write_json, rmtree
 from rktnetes.pod import state as st
-from rktnetes.pod.manifest import App, Mount, PodManifest, Volume
+from rktnetes.pod.manifest import App, PodManifest, Volume
 from rktnetes.pod.protocol import MONITOR_LOG, STOP_REQUEST, app_request
 from rktnetes.pod.state import AppState
 from rktnetes.pod.store import PREPARED, RUN, Pod
 from rktnetes.supervise import control
 
 from . import prepare as prep
-from .appspec import (MAX_ID, AppFlags, build_app, default_app_name, read_env_files,
-                      parse_signal, short)
+from .appspec import default_app_name
+from .spec import AppSpec, InvalidSpec, PodSpec, PullOptions, check_app, check_name
 from .status import AppStatus
-from .volumes import check_name, parse_volume
 
 START_TIMEOUT = 60.0
 STOP_MARGIN = 30.0        # beyond the grace period, for the monitor to reap and clean up
@@ -54,31 +52,15 @@ STOPPING = STOP_REQUEST
 
 # -- sandbox ------------------------------------------------------------------------------------
 
-@dataclass
-class SandboxOptions:
-    pod: prep.PodOptions          # its net, port, DNS and hosts fields as for `rkt run`
-    uuid_file: str = ""
+def sandbox(paths: Paths, spec: PodSpec, uuid_file: str = "", hold_interrupts=None) -> Pod:
+    """Create and start an empty mutable pod (spec.apps empty); returns once its monitor
+    reports it ready."""
+    from dataclasses import replace
 
+    from .run import run_pod
 
-def sandbox(paths: Paths, o: SandboxOptions) -> Pod:
-    """Create and start an empty mutable pod; returns once its monitor reports it ready."""
-    from . import run as runmod
-
-    if o.pod.stage1 == "fly":
-        raise UsageError("a sandbox needs namespaces for its apps to share: the fly stage1 "
-                         "cannot run one (use --stage1=default)")
-    pod, lock = prep.prepare(paths, o.pod, [])   # the pod-level flags checked as for `rkt run`
-    try:
-        m = pod.manifest()
-        m.sandbox = True
-        pod.save_manifest(m)
-        runmod.start(paths, pod, lock, detach=True, uuid_file=o.uuid_file)
-    except BaseException:
-        if pod.state == PREPARED:
-            prep.discard(paths, pod, lock)
-        else:
-            lock.close()
-        raise
+    pod, _ = run_pod(paths, replace(spec, apps=[], sandbox=True), detach=True,
+                     uuid_file=uuid_file, hold_interrupts=hold_interrupts)
     pod.refresh()
     ps = pod.pod_state()
     if pod.state != RUN or not ps.ready:
@@ -138,52 +120,6 @@ def _save_manifest(pod: Pod, m: PodManifest) -> None:
 
 # -- add ------------------------------------------------------------------------------------------
 
-@dataclass
-class AddOptions:
-    """`rkt app add` flags beyond the `rkt run` app flags."""
-
-    mnt_volumes: list[str] = field(default_factory=list)   # NAME,kind=...,target=PATH
-    restart: str = ""
-    supplementary_gids: list[str] = field(default_factory=list)
-    no_new_privileges: bool | None = None
-    privileged: bool = False
-    stop_signal: str = ""
-    annotations: list[str] = field(default_factory=list)
-    pull_policy: str = "new"
-    insecure_options: list[str] = field(default_factory=list)
-
-
-def parse_mnt_volume(value: str) -> tuple[Volume, Mount]:
-    """rkt's `--mnt-volume=name=NAME,kind=host,source=PATH,target=PATH[,readOnly=true]`: a pod
-    volume and the app's mount of it in one flag."""
-    parts = [p for p in value.split(",") if p]
-    targets = [p for p in parts if p.startswith("target=")]
-    if len(targets) != 1:
-        raise UsageError(f"--mnt-volume {value!r}: expected NAME,kind=host|empty,...,target=PATH")
-    target = targets[0].partition("=")[2]
-    vol = parse_volume(",".join(p for p in parts if not p.startswith("target=")))
-    import posixpath
-
-    if not posixpath.isabs(target):
-        raise UsageError(f"--mnt-volume {value!r}: target must be an absolute path")
-    return vol, Mount(volume=vol.name, target=posixpath.normpath(target))
-
-
-def _split(values: list[str]) -> list[str]:
-    return [x.strip() for v in values for x in v.split(",") if x.strip()]
-
-
-def _parse_gids(values: list[str]) -> list[int]:
-    out = []
-    for g in _split(values):
-        if not g.isdigit() or int(g) > MAX_ID:
-            raise UsageError(f"--supplementary-gids {short(g)!r}: expected numbers in "
-                             f"0..{MAX_ID} (comma list)")
-        if int(g) not in out:
-            out.append(int(g))
-    return out
-
-
 def _unique_name(m: PodManifest, image: str) -> str:
     base = default_app_name(image)
     name, i = base, 2
@@ -192,56 +128,35 @@ def _unique_name(m: PodManifest, image: str) -> str:
     return name
 
 
-def add(paths: Paths, pod: Pod, f: AppFlags, x: AddOptions) -> str:
-    """Add an app (state `created`) to a running sandbox; returns its name. Nothing starts."""
+def add(paths: Paths, pod: Pod, spec: AppSpec, pull: PullOptions | None = None,
+        volumes: list[Volume] = ()) -> str:
+    """Add an app (state `created`) to a running sandbox; returns its name. Nothing starts.
+    `volumes`: pod volumes to add with it (for its mounts), unless the pod has them."""
     from rktnetes.store import Store
 
-    running(pod)
-    # every pure check before any fetch or change
-    if f.name:
-        check_name(f.name, "--name")
-    if x.restart and x.restart not in prep.RESTART_POLICIES:
-        raise UsageError(f"--restart={x.restart}: use never, on-failure or always")
-    gids = _parse_gids(x.supplementary_gids)
-    stop_signal = parse_signal(x.stop_signal) if x.stop_signal else ""
-    mnt = [parse_mnt_volume(v) for v in x.mnt_volumes]
-    annotations = prep.parse_kv_list(x.annotations, "--annotation")
-    env_files = read_env_files(f.env_files)
-    build_app("x", "", f.image, prep._EMPTY_CFG, prep._with_exec(f), env_files)  # pure checks
+    m0 = running(pod)
+    check_app(spec)
+    if spec.name:
+        check_name(spec.name, "app name")
     store = Store.open(paths)
-    opts = prep.PodOptions(pull_policy=x.pull_policy, insecure_options=x.insecure_options,
-                           quiet=True)
     # the shared gc lock keeps the image until pod.json names it (as `rkt prepare`)
     with store.gc_lock.held(shared=True):
-        rec = prep.resolve_image(paths, store, f.image, opts)
-        app = build_app(f.name or default_app_name(f.image), rec.id, f.image, prep.image_config(store, rec), f,
-                        env_files)
-        app.mounts += [mt for _, mt in mnt]
-        app.restart = x.restart
-        app.supplementary_gids = gids
-        app.privileged = x.privileged
-        if x.no_new_privileges is not None:
-            app.no_new_privileges = x.no_new_privileges
-        if stop_signal:
-            app.stop_signal = stop_signal
-        app.annotations = annotations
-        fs = prep.image_fs(store, rec)
-        prep.check_exec(app, fs)
-        prep.check_identity(app, fs)
+        app, _ = prep.app_for(paths, store, spec, spec.name or default_app_name(spec.image),
+                              pull or PullOptions(), m0.stage1)
         with changing(pod) as m:
-            app.name = f.name or _unique_name(m, f.image)
+            app.name = spec.name or _unique_name(m, spec.image)
             if m.app(app.name) is not None:
                 raise AlreadyExists(f"pod {pod.uuid} already has an app named {app.name!r}")
-            volumes = list(m.volumes)
-            for vol, _ in mnt:
-                have = next((v for v in volumes if v.name == vol.name), None)
+            have_volumes = list(m.volumes)
+            for vol in volumes:
+                have = next((v for v in have_volumes if v.name == vol.name), None)
                 if have is None:
-                    volumes.append(vol)
+                    have_volumes.append(vol)
                 elif have != vol:
-                    raise UsageError(f"--mnt-volume {vol.name}: the pod already has a different "
-                                     f"volume of that name")
-            prep.check_volumes([app], volumes)
-            for vol in volumes[len(m.volumes):]:
+                    raise InvalidSpec(f"volume {vol.name}: the pod already has a different "
+                                      f"volume of that name")
+            prep.check_volumes([app], have_volumes)
+            for vol in have_volumes[len(m.volumes):]:
                 if vol.kind == "empty":
                     _make_empty_volume(pod, vol)
             # recorded on disk before it exists for anyone: its directory and state, then pod.json
@@ -253,11 +168,11 @@ def add(paths: Paths, pod: Pod, f: AppFlags, x: AddOptions) -> str:
             atomic_write_json(d / "state.json",
                               AppState(app.name, st.CREATED, created_at=time.time()).to_json(),
                               mkdir=False)
-            m.volumes = volumes
+            m.volumes = have_volumes
             m.apps.append(app)
             _save_manifest(pod, m)
     with contextlib.suppress(RktError, OSError):
-        store.images.touch(rec.id)
+        store.images.touch(app.image_id)
     control.notify(pod)  # the monitor opens the app's log now, not on its first start
     return app.name
 
@@ -433,14 +348,16 @@ def view(pod: Pod, name: str) -> AppStatus:
     raise NotFoundError(f"pod {pod.uuid} has no app {name!r}")
 
 
-def exec_in(paths: Paths, pod: Pod, name: str, argv: list[str], tty: bool,
-            interactive: bool) -> int:
-    """Run `argv` in the app's namespaces; returns its exit code."""
+def exec_in(paths: Paths, pod: Pod, name: str, argv: list[str], tty: bool = False,
+            interactive: bool = False, stdio: tuple[int, int, int] | None = None) -> int:
+    """Run `argv` in the app's namespaces; returns its exit code. stdio: the (stdin, stdout,
+    stderr) descriptors it gets (pipes, a pty); None: ours, with stdin only if
+    `interactive`."""
     from rktnetes.stage1 import get_stage1
     from rktnetes.stage1.base import PodContext
 
     if not argv:
-        raise UsageError("no command given (rkt app exec UUID --app=NAME -- CMD ...)")
+        raise InvalidSpec("no command given")
     pod.refresh()
     m = pod.manifest() if pod.state == RUN else running(pod, need_sandbox=False)
     app = find_app(m, name)
@@ -449,4 +366,5 @@ def exec_in(paths: Paths, pod: Pod, name: str, argv: list[str], tty: bool,
     if s.state != st.RUNNING or (not monitor_alive(pod) and not s.process_alive()):
         raise NotRunning(f"app {name} is not running")
     ctx = PodContext.load(paths, pod)
-    return get_stage1(m.stage1).exec_in_app(ctx, app, argv, tty=tty, interactive=interactive)
+    return get_stage1(m.stage1).exec_in_app(ctx, app, argv, tty=tty, interactive=interactive,
+                                            stdio=stdio)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 from rktnetes.config import Paths
 from rktnetes.errors import NotFoundError, NotRunning, UsageError
 from rktnetes.pod import state as st
@@ -24,7 +22,10 @@ def pick_app(m: PodManifest, name: str) -> App:
     return m.apps[0]
 
 
-def enter(paths: Paths, pod: Pod, app_name: str, argv: list[str]) -> int:
+def enter(paths: Paths, pod: Pod, app_name: str, argv: list[str], tty: bool = False,
+          stdio: tuple[int, int, int] | None = None) -> int:
+    """Run `argv` in an app of the running pod, interactively (our stdin, or stdio's); its
+    exit code. tty: stdin is a terminal and the command gets one."""
     from rktnetes.stage1 import get_stage1
     from rktnetes.stage1.base import PodContext
 
@@ -41,5 +42,5 @@ def enter(paths: Paths, pod: Pod, app_name: str, argv: list[str]) -> int:
             raise NotRunning(f"pod {pod.uuid} is not running")
         raise NotRunning(f"app {app.name} of pod {pod.uuid} is not running")
     ctx = PodContext.load(paths, pod)
-    return get_stage1(m.stage1).exec_in_app(ctx, app, argv, tty=sys.stdin.isatty(),
-                                            interactive=True)
+    return get_stage1(m.stage1).exec_in_app(ctx, app, argv, tty=tty, interactive=True,
+                                            stdio=stdio)

@@ -1,20 +1,18 @@
-"""`rkt prepare` (and the first half of `rkt run`): resolve images and apps, validate everything,
-and leave a pod in `prepared`, locked by the caller.
+"""`rkt prepare` (and the first half of `rkt run`, of a sandbox's start): resolve a PodSpec's
+images and apps, check everything, and leave a pod in `prepared`, locked by the caller.
 
 Everything that can be checked without a pod directory is checked first, so bad input leaves
-nothing behind; what follows the directory's creation removes it on failure.
+nothing behind; what follows the directory's creation removes it on failure. The checks here
+are the engine's, in neutral words (the CLI has checked its flags already, in its own).
 """
 
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import os
 import posixpath
 import re
-import sys
 import time
-from dataclasses import dataclass, field
 
 from rktnetes.config import Paths
 from rktnetes.errors import NotFoundError, PodError, RktError, UsageError
@@ -24,132 +22,70 @@ from rktnetes.pod.manifest import App, NetworkRequest, PodManifest, PortForward,
 from rktnetes.pod.store import PREPARE, PREPARED, Pod, PodLock, PodStore, new_uuid
 from rktnetes.store import ImageRecord, Store
 
-from .appspec import AppFlags, assign_names, build_app, read_env_files, short
+from .appspec import assign_names, build_app, short
 from .imagefs import LayeredFS
-from .options import PULL_POLICIES, RESTART_POLICIES, parse_insecure_options
-from .volumes import parse_volume
+from .options import PULL_POLICIES
+from .spec import (RESTART_POLICIES, AppSpec, InvalidSpec, PodSpec, PullOptions, check_app,
+                   check_hostname)
 
 log = getLogger(__name__)
-# compiled (and cached by `re`) at first use: only --hostname and --hosts-entry need it
-_HOSTNAME = (r"^(?=.{1,253}$)[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
-             r"(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$")
 _ID_RE = re.compile(r"^(sha256:[0-9a-f]{4,64}|[0-9a-f]{12,64})$")
 
 
-@dataclass
-class PodOptions:
-    """The pod flags of `rkt run` / `rkt prepare`."""
+# -- the spec, before any image is looked at ---------------------------------------------------
 
-    stage1: str = "default"
-    hostname: str = ""
-    interactive: bool = False
-    volumes: list[str] = field(default_factory=list)
-    restart: str = "never"
-    annotations: list[str] = field(default_factory=list)
-    labels: list[str] = field(default_factory=list)
-    net: list[str] = field(default_factory=list)
-    ports: list[str] = field(default_factory=list)         # --port NAME:[HOSTIP:]HOSTPORT
-    dns: list[str] = field(default_factory=list)
-    dns_search: list[str] = field(default_factory=list)
-    dns_opt: list[str] = field(default_factory=list)
-    hosts_entries: list[str] = field(default_factory=list)  # --hosts-entry IP=HOST
-    pull_policy: str = "new"
-    insecure_options: list[str] = field(default_factory=list)
-    quiet: bool = False
+def check_pod(spec: PodSpec) -> None:
+    """What the flavor can do, and what can be checked without the images. InvalidSpec (or
+    UsageError, for a flavor asked for what it cannot do: hint "flavor") with one line."""
+    from rktnetes.net.flags import check_net_requests
+    from rktnetes.stage1 import capabilities
 
-
-def parse_kv_list(values: list[str], flag: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for v in values:
-        k, sep, val = v.partition("=")
-        if not sep or not k.strip():
-            raise UsageError(f"{flag} {v!r}: expected KEY=VALUE")
-        out[k.strip()] = val
-    return out
-
-
-# -- pod-level network flags: --net, --port, --dns*, --hosts-entry, --hostname -------------
-
-
-def _split_list(values: list[str]) -> list[str]:
-    """Repeatable flags that also take comma lists (`--dns 1.1.1.1,8.8.8.8`)."""
-    return [x.strip() for v in values for x in v.split(",") if x.strip()]
-
-
-def parse_hosts_entries(values: list[str]) -> dict[str, list[str]]:
-    """`--hosts-entry IP=HOST[,HOST...]` (repeatable) -> {ip: [names]}."""
-    out: dict[str, list[str]] = {}
-    for v in values:
-        ip, eq, names = v.partition("=")
-        hosts = [h.strip() for h in names.replace(" ", ",").split(",") if h.strip()]
-        if not eq or not hosts:
-            raise UsageError(f"--hosts-entry {v!r}: expected IP=HOSTNAME")
-        try:
-            ip = str(ipaddress.ip_address(ip.strip()))
-        except ValueError:
-            raise UsageError(f"--hosts-entry {v!r}: {ip.strip()!r} is not an IP address") from None
-        for h in hosts:
-            if not re.match(_HOSTNAME, h):
-                raise UsageError(f"--hosts-entry {v!r}: {h!r} is not a valid host name")
-        out.setdefault(ip, [])
-        out[ip] += [h for h in hosts if h not in out[ip]]
-    return out
+    caps = capabilities(spec.stage1)
+    name = spec.stage1
+    if spec.restart not in RESTART_POLICIES:
+        raise InvalidSpec(f"restart policy {spec.restart!r}: use never, on-failure or always")
+    if spec.hostname:
+        check_hostname(spec.hostname)
+        if not caps.own_hostname:
+            raise InvalidSpec(f"a {name} pod has the host's name: it cannot have its own",
+                              hint="flavor")
+    requests = check_net_requests(default_networks(spec))
+    if not caps.own_network and [r.name for r in requests] != ["host"]:
+        raise InvalidSpec(f"the {name} stage1 always uses the host network", hint="flavor")
+    if spec.ports and [r.name for r in requests] in (["host"], ["none"]):
+        raise InvalidSpec(f"port forwards need a pod network; the {requests[0].name} network "
+                          f"has none")
+    if spec.sandbox and not caps.sandbox:
+        raise InvalidSpec(f"a sandbox needs namespaces for its apps to share: the {name} "
+                          f"stage1 cannot run one", hint="flavor")
+    if spec.interactive and len(spec.apps) != 1:
+        raise InvalidSpec("an interactive pod needs exactly one app")
+    if caps.max_apps and len(spec.apps) > caps.max_apps:
+        raise InvalidSpec(f"the {name} stage1 runs exactly one app", hint="flavor")
+    if not caps.resource_limits:
+        for a in spec.apps:
+            if a.resources.memory_limit or a.resources.cpu_millis:
+                raise InvalidSpec(f"{name} applies no resource limits (it runs apps in the "
+                                  f"host's cgroups)", hint="flavor")
+    names = [v.name for v in spec.volumes]
+    for n in names:
+        if names.count(n) > 1:
+            raise InvalidSpec(f"volume {n!r} given more than once")
+    for a in spec.apps:
+        check_app(a)
+        for m in a.mounts:
+            if m.volume not in names:
+                raise InvalidSpec(f"app {a.name or a.image}: mount of unknown volume "
+                                  f"{m.volume!r}")
 
 
-def parse_dns(values: list[str]) -> list[str]:
-    """`--dns IP` (repeatable, comma lists), or rkt's `host` / `none`."""
-    servers = _split_list(values)
-    if any(s in ("host", "none") for s in servers):
-        if len(servers) > 1:
-            raise UsageError("--dns=host and --dns=none cannot be combined with other servers")
-        return servers
-    for s in servers:
-        try:
-            ipaddress.ip_address(s)
-        except ValueError:
-            raise UsageError(f"--dns {s!r}: not an IP address (or host, none)") from None
-    return servers
+def default_networks(spec: PodSpec) -> list[NetworkRequest]:
+    """The networks a pod joins: those asked for, else its flavor's default."""
+    from rktnetes.stage1 import capabilities
 
-
-def _check_port_syntax(values: list[str]) -> None:
-    """The host side of each --port, before any fetch (the name needs the images' config)."""
-    from rktnetes.net import parse_port_flag
-
-    for v in values:
-        name = v.partition(":")[0]
-        parse_port_flag(v, {name: "1/tcp"} if name else {})
-
-
-def network_fields(net: list[str], ports: list[str], *, stage1: str = "default",
-                   exposed_ports: list[str] | dict[str, str] | None = None, dns: list[str] = (),
-                   dns_search: list[str] = (), dns_opt: list[str] = (),
-                   hosts_entries: list[str] = (), hostname: str = "") -> dict:
-    """The pod manifest fields for the pod-level network flags (`rkt run|prepare`, and
-    `rkt app sandbox`): {networks, ports, dns, dns_search, dns_options, hosts_entries,
-    hostname}. `exposed_ports` are the apps' images' ("80/tcp", ...); none known yet: only
-    PORT/PROTO names work. Pure: checks syntax; `check_network_setup` checks the host."""
-    from rktnetes.net import check_port_forwards, parse_net_flags, parse_port_flag
-
-    if hostname and not re.match(_HOSTNAME, hostname):
-        raise UsageError(f"--hostname {hostname!r}: not a valid host name")
-    if stage1 == "fly":
-        if hostname:
-            raise UsageError("--hostname: a fly pod runs in the host's namespaces and has the "
-                             "host's name; use --stage1=default")
-        requests = parse_net_flags(net)          # still checked, though fly uses the host's
-        if any(r.name != "host" for r in requests) and net:
-            raise UsageError("the fly stage1 always uses the host network (--net=host)")
-        requests = [NetworkRequest("host")]
-    else:
-        requests = parse_net_flags(net)
-    exposed = exposed_ports or []
-    forwards: list[PortForward] = check_port_forwards([parse_port_flag(p, exposed)
-                                                       for p in ports])
-    if forwards and [r.name for r in requests] in (["host"], ["none"]):
-        raise UsageError(f"--port needs a pod network; --net={requests[0].name} has none")
-    return {"networks": requests, "ports": forwards, "dns": parse_dns(list(dns)),
-            "dns_search": _split_list(list(dns_search)), "dns_options": _split_list(list(dns_opt)),
-            "hosts_entries": parse_hosts_entries(list(hosts_entries)), "hostname": hostname}
+    if spec.networks:
+        return list(spec.networks)
+    return [NetworkRequest("default" if capabilities(spec.stage1).own_network else "host")]
 
 
 def check_network_setup(paths: Paths, networks: list[NetworkRequest],
@@ -169,34 +105,17 @@ def check_network_setup(paths: Paths, networks: list[NetworkRequest],
     preflight(paths, networks, ports)
 
 
-def available_stage1s() -> list[str]:
-    try:
-        from rktnetes import stage1 as s1
-
-        return list(getattr(s1, "FLAVORS", None) or getattr(s1, "NAMES", None) or ("default", "fly"))
-    except ImportError:
-        return ["default", "fly"]
-
-
-def check_options(o: PodOptions) -> None:
-    if o.stage1 not in available_stage1s():
-        raise UsageError(f"unknown stage1 {o.stage1!r} (available: {', '.join(available_stage1s())})")
-    if o.restart not in RESTART_POLICIES:
-        raise UsageError(f"--restart={o.restart}: use never, on-failure or always")
-    if o.pull_policy not in PULL_POLICIES:
-        raise UsageError(f"--pull-policy={o.pull_policy}: use new, update or never")
-
-
-def resolve_image(paths: Paths, store: Store, name: str, o: PodOptions) -> ImageRecord:
+def resolve_image(paths: Paths, store: Store, name: str, pull: PullOptions) -> ImageRecord:
     """An image ID (prefix) from the store, or a reference fetched per the pull policy."""
+    if pull.policy not in PULL_POLICIES:
+        raise InvalidSpec(f"pull policy {pull.policy!r}: use new, update or never")
     if _ID_RE.match(name):
         with contextlib.suppress(NotFoundError):
             return store.images.find(name)
     from rktnetes.stage0.fetch import fetch
 
-    insecure = parse_insecure_options(o.insecure_options)
-    return fetch(paths, name, o.pull_policy, insecure_http="http" in insecure,
-                 quiet=o.quiet, insecure_tls="tls" in insecure)
+    return fetch(paths, name, pull.policy, insecure_http=pull.insecure_http, quiet=pull.quiet,
+                 insecure_tls=pull.insecure_tls)
 
 
 def image_config(store: Store, rec: ImageRecord) -> ImageConfig:
@@ -204,7 +123,7 @@ def image_config(store: Store, rec: ImageRecord) -> ImageConfig:
 
 
 def image_fs(store: Store, rec: ImageRecord) -> LayeredFS:
-    from rktnetes.store.layers import ensure_layer
+    from rktnetes.image.layers import ensure_layer
 
     return LayeredFS([ensure_layer(store, layer) for layer in rec.layers])
 
@@ -218,12 +137,10 @@ def check_exec(app: App, fs: LayeredFS) -> None:
                        f"in image {short(app.image_name)}")
 
 
-RUNC_MAX_ID = 2**31 - 1   # runc (libcontainer) refuses larger uids and gids
-
-
 def check_identity(app: App, fs: LayeredFS, stage1: str = "default") -> None:
     """The app's user and group exist in the image's /etc/passwd and /etc/group (names are
     looked up as stage1 will; numbers pass), and the ids are ones the stage1 can use."""
+    from rktnetes.stage1 import capabilities
     from rktnetes.stage1.users import identity_files, resolve
 
     try:
@@ -234,12 +151,15 @@ def check_identity(app: App, fs: LayeredFS, stage1: str = "default") -> None:
     except ValueError:  # a malformed passwd/group line: stage1 would fail the same way
         raise PodError(f"app {app.name}: cannot read the users of image "
                        f"{short(app.image_name)} (malformed /etc/passwd or /etc/group)") from None
-    if stage1 != "fly":
+    caps = capabilities(stage1)
+    limit = caps.max_id
+    if limit:
         for what, n in (("uid", ident.uid), ("gid", ident.gid),
                         *(("supplementary gid", g) for g in ident.additional_gids)):
-            if n > RUNC_MAX_ID:
-                raise UsageError(f"app {app.name}: {what} {n} is out of range for the "
-                                 f"{stage1} stage1 (runc takes 0..{RUNC_MAX_ID})")
+            if n > limit:
+                raise InvalidSpec(f"app {app.name}: {what} {n} is out of range for the "
+                                  f"{stage1} stage1 ({caps.max_id_by or 'it'} takes "
+                                  f"0..{limit})")
 
 
 def check_uuid_file(path: str, flag: str = "--uuid-file-save") -> None:
@@ -267,90 +187,83 @@ def write_uuid_file(path: str, uuid: str, flag: str = "--uuid-file-save") -> Non
 
 
 def check_volumes(apps: list[App], volumes: list[Volume]) -> None:
+    """On the host: each host volume's source exists; each mount names a volume."""
     names = [v.name for v in volumes]
-    for n in names:
-        if names.count(n) > 1:
-            raise UsageError(f"volume {n!r} given more than once")
     for v in volumes:
         if v.kind == "host" and not os.path.exists(v.source):
             raise PodError(f"volume {v.name}: host source {v.source} does not exist")
     for a in apps:
         for m in a.mounts:
             if m.volume not in names:
-                raise UsageError(f"app {a.name}: --mount names unknown volume {m.volume!r} "
-                                 f"(define it with --volume {m.volume},kind=...)")
+                raise InvalidSpec(f"app {a.name}: mount of unknown volume {m.volume!r}")
 
 
-def build_manifest(paths: Paths, o: PodOptions, flags: list[AppFlags]) -> PodManifest:
+def resolve_ports(spec: PodSpec, exposed: list[str]) -> list[PortForward]:
+    from rktnetes.net import check_port_forwards
+    from rktnetes.net.flags import resolve_port
+
+    return check_port_forwards([resolve_port(p, exposed) for p in spec.ports])
+
+
+def app_for(paths: Paths, store: Store, spec: AppSpec, name: str, pull: PullOptions,
+            stage1: str, interactive: bool = False, tty: bool = False
+            ) -> tuple[App, ImageConfig]:
+    """One app of a pod: its image resolved (fetched per the pull policy), its App built from
+    the image's config and the spec, its command and identity checked inside the image."""
+    rec = resolve_image(paths, store, spec.image, pull)
+    cfg = image_config(store, rec)
+    app = build_app(name, rec.id, spec.image, cfg, spec)
+    app.interactive, app.tty = interactive, tty
+    fs = image_fs(store, rec)
+    try:
+        check_exec(app, fs)
+        check_identity(app, fs, stage1)
+    finally:
+        fs.close()
+    return app, cfg
+
+
+def build_manifest(paths: Paths, spec: PodSpec, pull: PullOptions | None = None) -> PodManifest:
     """Everything about the pod, checked; touches nothing but the image store (fetch)."""
-    check_options(o)
-    volumes = [parse_volume(v) for v in o.volumes]
-    annotations = parse_kv_list(o.annotations, "--annotation")
-    labels = parse_kv_list(o.labels, "--label")
-    # syntax only: port names need the images' exposed ports
-    net = network_fields(o.net, [], stage1=o.stage1, dns=o.dns, dns_search=o.dns_search,
-                         dns_opt=o.dns_opt, hosts_entries=o.hosts_entries, hostname=o.hostname)
-    _check_port_syntax(o.ports)
-    names = assign_names(flags)
-    if o.interactive and len(flags) != 1:
-        raise UsageError("--interactive needs exactly one app")
-    if o.stage1 == "fly" and len(flags) != 1:
-        raise UsageError("the fly stage1 runs exactly one app")
-    if o.stage1 == "fly":
-        for f in flags:
-            for flag, v in (("--memory", f.memory), ("--cpu", f.cpu)):
-                if v:
-                    raise UsageError(f"{flag}: fly applies no resource limits (it runs apps "
-                                     f"in the host's cgroups); use --stage1=default")
-    env_files = [read_env_files(f.env_files) for f in flags]
-    # Check pure app flags before any fetch, so a typo never costs a download.
-    for f, files in zip(flags, env_files):
-        build_app("x", "", f.image, _EMPTY_CFG, _with_exec(f), files)  # raises UsageError
+    pull = pull or PullOptions()
+    check_pod(spec)
+    names = assign_names(spec.apps)
     store = Store.open(paths)
     apps = []
     exposed: list[str] = []
-    for i, (f, name, files) in enumerate(zip(flags, names, env_files)):
+    for i, (a, name) in enumerate(zip(spec.apps, names)):
         try:
-            rec = resolve_image(paths, store, f.image, o)
+            app, cfg = app_for(paths, store, a, name, pull, spec.stage1, spec.interactive,
+                               spec.interactive and spec.tty)
         except RktError as e:
-            e.image_position = i   # which image failed: a front end may say more about it
+            if not hasattr(e, "image_position"):
+                e.image_position = i   # which image failed: a front end may say more of it
             raise
-        cfg = image_config(store, rec)
         exposed += [p for p in cfg.exposed_ports if p not in exposed]
-        app = build_app(name, rec.id, f.image, cfg, f, files)
-        app.interactive = o.interactive
-        app.tty = o.interactive and sys.stdin.isatty()
-        fs = image_fs(store, rec)
-        check_exec(app, fs)
-        check_identity(app, fs, o.stage1)
         apps.append(app)
-    check_volumes(apps, volumes)
-    if o.ports:
-        net["ports"] = network_fields(o.net, o.ports, stage1=o.stage1,
-                                      exposed_ports=exposed)["ports"]
-    check_network_setup(paths, net["networks"], net["ports"])
+    check_volumes(apps, spec.volumes)
+    ports = resolve_ports(spec, exposed)
+    networks = default_networks(spec)
+    check_network_setup(paths, networks, ports)
     uuid = new_uuid()
-    net["hostname"] = net["hostname"] or f"rkt-{uuid[:8]}"
-    return PodManifest(uuid=uuid, apps=apps, volumes=volumes, annotations=annotations, labels=labels,
-                       stage1=o.stage1, restart=o.restart, created_at=time.time(), **net)
+    return PodManifest(uuid=uuid, apps=apps, volumes=list(spec.volumes),
+                       annotations=dict(spec.annotations), labels=dict(spec.labels),
+                       stage1=spec.stage1, restart=spec.restart, created_at=time.time(),
+                       networks=networks, ports=ports, hostname=spec.hostname or f"rkt-{uuid[:8]}",
+                       dns=list(spec.dns), dns_search=list(spec.dns_search),
+                       dns_options=list(spec.dns_options),
+                       hosts_entries={k: list(v) for k, v in spec.hosts_entries.items()},
+                       sandbox=spec.sandbox)
 
 
-_EMPTY_CFG = ImageConfig("linux", "", [], [], ["/x"], [], "", "", [], {}, "", {})
-
-
-def _with_exec(f: AppFlags) -> AppFlags:
-    from dataclasses import replace
-
-    return replace(f, exec=f.exec or "/x")
-
-
-def prepare(paths: Paths, o: PodOptions, flags: list[AppFlags]) -> tuple[Pod, PodLock]:
+def prepare(paths: Paths, spec: PodSpec, pull: PullOptions | None = None
+            ) -> tuple[Pod, PodLock]:
     """A pod in `prepared`, returned locked: the caller runs it or releases the lock."""
     store = Store.open(paths)
     # Shared gc lock: image gc cannot remove our images between resolving them and the
     # moment pod.json (which images_in_use reads) names them.
     with store.gc_lock.held(shared=True):
-        manifest = build_manifest(paths, o, flags)
+        manifest = build_manifest(paths, spec, pull)
         paths.secure()
         pod, lock = PodStore(paths.pods).create(manifest)
     try:
@@ -380,22 +293,22 @@ def discard(paths: Paths, pod: Pod, lock: PodLock) -> None:
         lock.close()
 
 
-def set_networks(paths: Paths, pod: Pod, net: list[str]) -> None:
-    """`rkt run-prepared --net ...`: replace the networks a prepared pod was made with.
-    The caller holds the pod's lock."""
-    from rktnetes.net import parse_net_flags
+def set_networks(paths: Paths, pod: Pod, requests: list[NetworkRequest]) -> None:
+    """Replace the networks a prepared pod was made with (`rkt run-prepared --net`). The caller
+    holds the pod's lock."""
+    from rktnetes.net.flags import check_net_requests
+    from rktnetes.stage1 import capabilities
 
     pod.refresh()
     if pod.state != PREPARED:
         raise PodError(f"pod {pod.uuid} is {pod.state}, not prepared")
     m = pod.manifest()
-    requests = parse_net_flags(net)
-    if m.stage1 == "fly":
-        if [r.name for r in requests] != ["host"]:
-            raise UsageError("the fly stage1 always uses the host network (--net=host)")
+    requests = check_net_requests(list(requests))
+    if not capabilities(m.stage1).own_network and [r.name for r in requests] != ["host"]:
+        raise InvalidSpec(f"the {m.stage1} stage1 always uses the host network", hint="flavor")
     if m.ports and [r.name for r in requests] in (["host"], ["none"]):
-        raise UsageError(f"pod {pod.uuid} forwards ports: --net={requests[0].name} has no "
-                         f"pod network to forward them to")
+        raise InvalidSpec(f"pod {pod.uuid} forwards ports: --net={requests[0].name} has no "
+                          f"pod network to forward them to")
     check_network_setup(paths, requests, m.ports)
     m.networks = requests
     pod.save_manifest(m)

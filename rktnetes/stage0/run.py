@@ -6,10 +6,14 @@ the monitor (as rkt's stage0 execs stage1), so signals, stdio and the exit code 
 monitor's own, and nothing is started or loaded twice. Detached: a lean monitor process is
 spawned in its own session, inheriting the lock's descriptor, and we return once it reports
 the pod started.
+
+Callable from any thread: what touches the process (its signals, its terminal, its exit) is the
+caller's to pass in (`hold_interrupts`, `tty`) or to do with what is returned.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -41,17 +45,21 @@ def check_run_mode(pod: Pod, detach: bool, interactive: bool) -> None:
         raise UsageError("--interactive needs a pod of exactly one app")
 
 
-def set_interactive(pod: Pod) -> None:
+def set_interactive(pod: Pod, tty: bool) -> None:
     m = pod.manifest()
     m.apps[0].interactive = True
-    m.apps[0].tty = sys.stdin.isatty()
+    m.apps[0].tty = tty
     pod.save_manifest(m)
 
 
 def start(paths: Paths, pod: Pod, lock: PodLock, detach: bool, interactive: bool = False,
-          uuid_file: str = "") -> int:
-    """Run a prepared pod whose lock the caller holds. Foreground: does not return once the pod
-    has started; the process exits with the pod's exit code. Detached: 0 once it started."""
+          uuid_file: str = "", tty: bool = False, hold_interrupts=None) -> int:
+    """Run a prepared pod whose lock the caller holds. Foreground: this process is the pod's
+    monitor (its stdio the apps', its signals the monitor's: the main thread only) and this
+    returns the pod's exit code once it has exited and been cleaned up. Detached: 0 once it
+    started. interactive/tty: attach the pod's one app to our stdin (a terminal, if tty).
+    hold_interrupts: a context manager under which the detached start must not be interrupted
+    (the CLI holds ^C back); none by default."""
     pod.refresh()
     if pod.state != PREPARED:
         from .status import not_runnable  # user-facing state names, as `rkt list`
@@ -59,26 +67,22 @@ def start(paths: Paths, pod: Pod, lock: PodLock, detach: bool, interactive: bool
         raise not_runnable(pod)
     check_run_mode(pod, detach, interactive)
     if interactive:
-        set_interactive(pod)
+        set_interactive(pod, tty)
     if uuid_file:
         try:
             Path(uuid_file).write_text(pod.uuid + "\n")
         except OSError as e:  # checked before the pod was made; the caller discards it
             raise PodError(f"--uuid-file-save {uuid_file[:80]}: {e.strerror or e}") from None
     if detach:
-        return spawn_detached(paths, pod, lock)
+        return spawn_detached(paths, pod, lock, hold_interrupts)
     pod.move(RUN)
     from rktnetes.supervise.monitor import run_foreground
 
-    _flush_stdio()
-    code = run_foreground(str(paths.data), str(paths.config), pod.uuid, lock.fd)
-    # The pod has exited and all of it is on disk: leave without the interpreter's teardown
-    # of every module loaded by now (~20 ms of each `rkt run`).
-    _flush_stdio()
-    os._exit(code)
+    flush_stdio()
+    return run_foreground(str(paths.data), str(paths.config), pod.uuid, lock.fd)
 
 
-def _flush_stdio() -> None:
+def flush_stdio() -> None:
     for f in (sys.stdout, sys.stderr):
         try:
             if f is not None:  # None: started with the descriptor closed (`>&-`)
@@ -87,17 +91,38 @@ def _flush_stdio() -> None:
             pass
 
 
-def spawn_detached(paths: Paths, pod: Pod, lock: PodLock) -> int:
+class InterruptsHeld:
+    """For a front end's main thread (the CLI's): SIGINT held back while it is entered, and
+    `pending` tells whether one came. The library installs no signal handler of its own."""
+
+    def __init__(self):
+        self.pending = False
+
+    def __enter__(self) -> "InterruptsHeld":
+        import signal
+
+        self._old = signal.signal(signal.SIGINT, self._note)
+        return self
+
+    def _note(self, sig, frame) -> None:
+        self.pending = True
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        signal.signal(signal.SIGINT, self._old)
+
+
+def spawn_detached(paths: Paths, pod: Pod, lock: PodLock, hold_interrupts=None) -> int:
     """Move the prepared pod to `run` and hand it to a monitor of its own (a new session, so
-    our ^C is not its); return once it has started the pod. A ^C from the move until the
-    monitor holds the pod is held back, then raised as StartInterrupted, which names the pod:
-    no pod is ever left in `run` without a monitor, nor running unnamed."""
-    import signal
+    our ^C is not its); return once it has started the pod. Under `hold_interrupts` (an
+    InterruptsHeld, from the CLI) a ^C from the move until the monitor holds the pod is held
+    back, then raised as StartInterrupted, which names the pod: no pod is ever left in `run`
+    without a monitor, nor running unnamed."""
     import subprocess  # here: a foreground run never needs it, and it costs milliseconds
 
-    held: list[int] = []
-    old = signal.signal(signal.SIGINT, lambda sig, frame: held.append(sig))
-    try:
+    hold = hold_interrupts if hold_interrupts is not None else contextlib.nullcontext()
+    with hold:
         fd = lock.inheritable()
         pod.move(RUN)
         try:
@@ -110,10 +135,8 @@ def spawn_detached(paths: Paths, pod: Pod, lock: PodLock) -> int:
             pod.move(PREPARED)   # we still hold its lock; the caller discards or keeps it
             raise
         lock.close()  # the monitor's copy of the descriptor holds the lock from here on
-    finally:
-        signal.signal(signal.SIGINT, old)
     try:
-        if held:
+        if getattr(hold_interrupts, "pending", False):
             raise KeyboardInterrupt
         wait_started(pod, proc)
     except KeyboardInterrupt:
@@ -155,3 +178,27 @@ def wait_started(pod: Pod, proc: subprocess.Popen, timeout: float = START_TIMEOU
         time.sleep(delay)
         delay = min(delay * 2, 0.1)
     raise TimedOut(f"pod {pod.uuid}: not started after {timeout:.0f}s")
+
+
+def run_pod(paths: Paths, spec, pull=None, detach: bool = False, uuid_file: str = "",
+            hold_interrupts=None) -> tuple[Pod, int]:
+    """The whole of `rkt run`, and of a sandbox's start: prepare the pod, run it, and remove it
+    if it never ran. Returns the pod and its exit code (foreground: once it has exited;
+    detached: 0 once it started)."""
+    from rktnetes.pod.store import PREPARED as _PREPARED
+
+    from .prepare import discard, prepare
+
+    pod, lock = prepare(paths, spec, pull)
+    try:
+        code = start(paths, pod, lock, detach=detach, uuid_file=uuid_file,
+                     interactive=spec.interactive, tty=spec.tty,
+                     hold_interrupts=hold_interrupts)
+    except BaseException:
+        if pod.state == _PREPARED:
+            discard(paths, pod, lock)  # never ran: leave nothing behind
+        else:
+            lock.close()
+        raise
+    return pod, code
+

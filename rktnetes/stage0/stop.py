@@ -138,6 +138,10 @@ def stop(paths: Paths, pod: Pod, timeout: float = 10.0, force: bool = False) -> 
         except PodError:
             return  # removed meanwhile: certainly stopped
         if pod.state in (EXITED_GARBAGE, GARBAGE):
+            # moved by its monitor, which lets go of the pod's lock as it exits, a moment
+            # later: until then `rkt rm` would find the pod busy
+            while pod.is_locked() and time.monotonic() < deadline:
+                time.sleep(0.01)
             return
         if pod.state != RUN:
             from .status import display_state

@@ -74,19 +74,50 @@ class PodContext:
         resources.record(self.dir, kind, app, owner, **data)
 
 
+@dataclass(frozen=True)
+class AppHandle:
+    """What `start_app` returns: how the monitor learns of the app's exit. A host process
+    ("process": the monitor, its child subreaper, reaps `pid`) is one kind; a VM's guest
+    agent reporting exits over its channel will be another. Crosses the helper as JSON."""
+
+    kind: str
+    pid: int = 0
+    starttime: int = 0
+
+    @classmethod
+    def process(cls, pid: int) -> "AppHandle":
+        from rktnetes.host.procs import starttime
+
+        return cls("process", pid, starttime(pid))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "pid": self.pid, "starttime": self.starttime}
+
+
 class Stage1:
-    """One isolation flavor. Methods raise rktnetes.errors.Stage1Error with a one-line message."""
+    """One isolation flavor. Methods raise rktnetes.errors.Stage1Error with a one-line message.
+    What it can do is declared in rktnetes.stage1.FLAVORS (`capabilities`)."""
 
     name = ""
+
+    @property
+    def capabilities(self):
+        from . import capabilities
+
+        return capabilities(self.name)
+
+    def pod_cgroup(self, ctx: PodContext) -> str:
+        """The pod's cgroup path (the same in every hierarchy), "" for a flavor without one."""
+        return ""
 
     def setup_pod(self, ctx: PodContext) -> None:
         """Create the pod's shared parts (namespaces, /etc files, empty volumes)."""
         raise NotImplementedError
 
     def start_app(self, ctx: PodContext, app: App, stdout_fd: int, stderr_fd: int,
-                  stdin_fd: int) -> int:
-        """Start the app with the given stdio; returns the pid the caller waits for. The
-        process may be a grandchild: the caller must be a child subreaper."""
+                  stdin_fd: int) -> AppHandle:
+        """Start the app with the given stdio; returns how its exit will be known (a
+        process's: possibly a grandchild, so the caller must be a child subreaper)."""
         raise NotImplementedError
 
     def signal_app(self, ctx: PodContext, app: App, sig: int) -> None:
@@ -104,8 +135,10 @@ class Stage1:
         """Undo setup_pod. Idempotent."""
 
     def exec_in_app(self, ctx: PodContext, app: App, argv: list[str], tty: bool,
-                    interactive: bool) -> int:
-        """Run a command inside the running app with our stdio; returns its exit code."""
+                    interactive: bool, stdio: tuple[int, int, int] | None = None) -> int:
+        """Run a command inside the running app; returns its exit code. stdio: the (stdin,
+        stdout, stderr) descriptors it gets; None: ours (stdin only if `interactive`).
+        With `tty`, its stdin/stdout are a terminal's (the caller's, or what stdio gives)."""
         raise NotImplementedError
 
 

@@ -15,7 +15,7 @@ from rktnetes.pod.manifest import App
 from rktnetes.host import cgroups, procs
 from rktnetes.host import mounts
 from rktnetes.host import namespaces as ns
-from .base import PodContext, Stage1, check_command, signal_recorded
+from .base import AppHandle, PodContext, Stage1, check_command, signal_recorded
 from . import ociruntime
 from .ociruntime import OCIRuntime, select_runtime
 
@@ -93,10 +93,13 @@ class DefaultStage1(Stage1):
         return {k: f"/proc/{pid}/ns/{n}" for k, n in
                 (("network", "net"), ("ipc", "ipc"), ("uts", "uts"))}
 
+    def pod_cgroup(self, ctx: PodContext) -> str:
+        return ctx.cgroup()
+
     def start_app(self, ctx: PodContext, app: App, stdout_fd: int, stderr_fd: int,
-                  stdin_fd: int) -> int:
+                  stdin_fd: int) -> AppHandle:
         try:
-            return self._start(ctx, app, (stdin_fd, stdout_fd, stderr_fd))
+            return AppHandle.process(self._start(ctx, app, (stdin_fd, stdout_fd, stderr_fd)))
         except BaseException:
             try:
                 self.cleanup_app(ctx, app)
@@ -169,18 +172,20 @@ class DefaultStage1(Stage1):
         cgroups.remove(ctx.cgroup())
 
     def exec_in_app(self, ctx: PodContext, app: App, argv: list[str], tty: bool,
-                    interactive: bool) -> int:
+                    interactive: bool, stdio: tuple[int, int, int] | None = None) -> int:
         rt = _runtime(ctx)
         if not rt.exists(ctx.cid(app)):
             raise Stage1Error(f"app {app.name} is not running")
         pid = self._init_pid(ctx, app, rt)
         if pid:  # a missing command: one clear line and 127, not the runtime's log line
             check_command(pid, app.name, argv, self._cwd(ctx, app))
+        if stdio is not None:
+            return rt.exec(ctx.cid(app), argv, tty, [], stdio=stdio)
         if interactive or tty:
             return rt.exec(ctx.cid(app), argv, tty, [])
         null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            return rt.exec(ctx.cid(app), argv, tty, [], stdin=null)
+            return rt.exec(ctx.cid(app), argv, tty, [], stdio=(null, 1, 2))
         finally:
             os.close(null)
 

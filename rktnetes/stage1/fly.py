@@ -20,7 +20,7 @@ from rktnetes.pod.manifest import App
 from . import podfiles
 from rktnetes.host import mounts, procs
 from rktnetes.host import namespaces as ns
-from .base import PodContext, Stage1, check_command, signal_recorded
+from .base import AppHandle, PodContext, Stage1, check_command, signal_recorded
 
 HOST_BINDS = ("/dev", "/proc", "/sys")
 
@@ -66,12 +66,12 @@ class FlyStage1(Stage1):
     name = "fly"
 
     def setup_pod(self, ctx: PodContext) -> None:
-        if len(ctx.manifest.apps) > 1:
+        if len(ctx.manifest.apps) > self.capabilities.max_apps:
             raise Stage1Error("the fly stage1 runs exactly one app per pod")
         podfiles.make_empty_volumes(ctx.dir, ctx.manifest)
 
     def start_app(self, ctx: PodContext, app: App, stdout_fd: int, stderr_fd: int,
-                  stdin_fd: int) -> int:
+                  stdin_fd: int) -> AppHandle:
         from rktnetes.store import Store
 
         from . import ocispec, rootfs, users
@@ -121,8 +121,8 @@ class FlyStage1(Stage1):
 
         env: dict[str, str] = {}
         try:
-            return procs.fork_exec(enter, argv, env, {0: stdin_fd, 1: stdout_fd, 2: stderr_fd},
-                                  before_go=journal)
+            return AppHandle.process(procs.fork_exec(
+                enter, argv, env, {0: stdin_fd, 1: stdout_fd, 2: stderr_fd}, before_go=journal))
         except OSError as e:  # the monitor names the app: `rkt: app NAME: <this>`
             raise Stage1Error(str(e)) from None
 
@@ -134,7 +134,7 @@ class FlyStage1(Stage1):
         signal_recorded(ctx, app, sig)
 
     def exec_in_app(self, ctx: PodContext, app: App, argv: list[str], tty: bool,
-                    interactive: bool) -> int:
+                    interactive: bool, stdio: tuple[int, int, int] | None = None) -> int:
         pid = self._pid(ctx, app)
         if not pid or not procs.starttime(pid):
             raise Stage1Error(f"app {app.name} is not running")
@@ -151,9 +151,9 @@ class FlyStage1(Stage1):
                        for kv in f.read().split(b"\0") if b"=" in kv)
         nsenter = [shutil.which("nsenter") or "/usr/bin/nsenter", "--target", str(pid), "--mount", "--root", "--wd",
                    f"--setuid={ids['Uid']}", f"--setgid={ids['Gid']}", "--", *argv]
-        fds = None
+        fds = dict(enumerate(stdio)) if stdio is not None else None
         null = -1
-        if not interactive:
+        if stdio is None and not interactive:
             null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
             fds = {0: null}
         try:

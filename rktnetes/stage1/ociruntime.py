@@ -106,14 +106,16 @@ class OCIRuntime:
         return json.loads(res.stdout)
 
     def exec(self, cid: str, argv: list[str], tty: bool, env: list[str], cwd: str = "",
-             user: str = "", stdin: int | None = None) -> int:
-        """Run a command in the container with our stdio; returns its exit code."""
+             user: str = "", stdio: tuple[int, int, int] | None = None) -> int:
+        """Run a command in the container with our stdio (or `stdio`: stdin, stdout, stderr);
+        returns its exit code."""
         args = ["exec", *(["--tty"] if tty else []), *(f"--env={e}" for e in env)]
         if cwd:
             args.append(f"--cwd={cwd}")
         if user:
             args.append(f"--user={user}")
-        pid = procs.spawn(self._argv(*args, cid, *argv), {0: stdin} if stdin is not None else None)
+        fds = dict(enumerate(stdio)) if stdio is not None else None
+        pid = procs.spawn(self._argv(*args, cid, *argv), fds)
         _, status = os.waitpid(pid, 0)
         return procs.exit_code(status)
 

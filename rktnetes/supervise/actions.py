@@ -13,7 +13,7 @@ import importlib
 from rktnetes.config import Paths
 from rktnetes.errors import NotFoundError
 from rktnetes.pod.store import RUN, Pod
-from rktnetes.stage1 import FLAVORS, get_stage1
+from rktnetes.stage1 import FLAVORS, capabilities, get_stage1
 from rktnetes.stage1.base import PodContext
 
 # What the calls import on demand: the helper loads them once, before forking its workers.
@@ -32,8 +32,8 @@ def preload(flavor: str | None = None, cni: bool = True) -> None:
     for name in _PRELOAD + (_PRELOAD_CNI if cni else ()):
         importlib.import_module(name)
     if flavor is None:
-        for name in FLAVORS.values():
-            importlib.import_module(name)
+        for name in FLAVORS:
+            get_stage1(name)
     else:
         get_stage1(flavor)
 
@@ -66,20 +66,22 @@ def setup(data: str, config: str, uuid: str, state: dict) -> dict:
 
     ctx, s1 = _ctx(data, config, uuid, state)
     m = ctx.manifest
-    if m.host_network:
+    if m.host_network or not capabilities(m.stage1).own_network:
         st = NetworkStatus("host")
     else:
         st = setup_networks(ctx.paths, ctx.dir, uuid, m.networks, m.ports)
     ctx.netns_path = st.netns
     pod_dns_files(ctx.dir, m, st)
     s1.setup_pod(ctx)
-    return {**ctx.state, POD_STATE: {"netns_path": st.netns, "networks": status_entries(st)}}
+    return {**ctx.state, POD_STATE: {"netns_path": st.netns, "networks": status_entries(st),
+                                     "cgroup": s1.pod_cgroup(ctx)}}
 
 
 def start(data: str, config: str, uuid: str, state: dict, name: str,
-          stdout_fd: int, stderr_fd: int, stdin_fd: int) -> int:
+          stdout_fd: int, stderr_fd: int, stdin_fd: int) -> dict:
+    """The app's AppHandle, as JSON."""
     ctx, s1 = _ctx(data, config, uuid, state)
-    return s1.start_app(ctx, _app(ctx, name), stdout_fd, stderr_fd, stdin_fd)
+    return s1.start_app(ctx, _app(ctx, name), stdout_fd, stderr_fd, stdin_fd).to_json()
 
 
 def signal(data: str, config: str, uuid: str, state: dict, name: str, sig: int) -> None:
@@ -109,3 +111,20 @@ def teardown(data: str, config: str, uuid: str, state: dict) -> list[str]:
     except Exception:  # noqa: BLE001 - the journal pass below retries all of it and reports
         pass
     return cleanup_from_journal(ctx.paths, ctx.pod)
+
+
+def dispatch(name: str, data: str, config: str, uuid: str, state: dict, args: list):
+    """The call named `name` (the helper's request), spelled out: what the monitor asks for
+    is plain to read, and no other attribute of this module can be called by a request."""
+    if name == "setup":
+        return setup(data, config, uuid, state, *args)
+    if name == "start":
+        return start(data, config, uuid, state, *args)
+    if name == "signal":
+        return signal(data, config, uuid, state, *args)
+    if name == "exited":
+        return exited(data, config, uuid, state, *args)
+    if name == "teardown":
+        return teardown(data, config, uuid, state, *args)
+    raise NotFoundError(f"no stage1 call {name!r}")
+

@@ -110,10 +110,9 @@ def wait_ready(pod: Pod, timeout: float = 30.0, interval: float = 0.02) -> bool:
             return False
         if pod.state not in (EMBRYO, PREPARE, PREPARED, RUN):
             return True
-        if pod.state != RUN:
-            return True    # (PREPARED and earlier: waited for above)
-        st = pod.pod_state()
-        if st.ready or st.finished_at:
-            return True
+        if pod.state == RUN:
+            st = pod.pod_state()
+            if st.ready or st.finished_at:
+                return True
         time.sleep(interval)
     return False

@@ -184,7 +184,7 @@ def run_action(name: str, state: dict, args: list, data_dir: str, config_dir: st
         from rktnetes.supervise import actions
 
         try:
-            return {"ok": getattr(actions, name)(data_dir, config_dir, uuid, state, *args)}
+            return {"ok": actions.dispatch(name, data_dir, config_dir, uuid, state, args)}
         except RktError as e:
             return {"error": str(e)}
     except BaseException as e:  # noqa: BLE001 - reported, never raised past a fork

@@ -249,7 +249,8 @@ class Monitor:
             pipes = [(out_r, "stdout", 1), (err_r, "stderr", 2)]
             stdio = (null, out_w, err_w)
         try:
-            pid = self.action("start", run.name, fds=(stdio[1], stdio[2], stdio[0]))
+            pid = _process_of(self.action("start", run.name,
+                                          fds=(stdio[1], stdio[2], stdio[0])))
             err = ""
         except ActionError as e:
             pid, err = 0, str(e)
@@ -664,6 +665,16 @@ class Monitor:
 
 def _noop(signum, frame) -> None:
     pass  # the wakeup fd carries the signal number to the loop
+
+
+def _process_of(handle) -> int:
+    """The pid to reap for an app handle (stage1.base.AppHandle as JSON). Host processes are
+    the only kind this monitor watches; another kind (a VM guest agent's) is refused here
+    until the monitor learns to wait on it."""
+    if isinstance(handle, dict) and handle.get("kind") == "process":
+        return int(handle.get("pid") or 0)
+    raise ActionError(f"stage1 start: cannot watch an app of kind "
+                      f"{handle.get('kind') if isinstance(handle, dict) else handle!r}")
 
 
 def _unlink(p: str) -> None:

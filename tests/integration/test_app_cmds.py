@@ -533,7 +533,7 @@ def test_a_held_back_interrupt_still_leaves_the_pod_its_monitor(r):
 
     lock.inheritable = interrupted_meanwhile
     with pytest.raises(StartInterrupted, match=f"pod {uuid} was already starting"):
-        runmod.spawn_detached(r.paths, pod, lock)
+        runmod.spawn_detached(r.paths, pod, lock, runmod.InterruptsHeld())  # as the CLI
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler   # restored
     wait_for(lambda: status(r, uuid)["state"] == "running", 30, "the pod running")
     r("stop", uuid)

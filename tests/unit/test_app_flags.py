@@ -6,11 +6,11 @@ import argparse
 
 import pytest
 
-from rktnetes.cli.app_cmds import exec_flags, split_add_flags
+from rktnetes.cli.app_cmds import exec_flags
 from rktnetes.cli.run_grammar import parse_apps
+from rktnetes.cli.volume_flags import parse_mnt_volume
 from rktnetes.errors import UsageError
 from rktnetes.pod.manifest import Mount, Volume
-from rktnetes.stage0.apps import parse_mnt_volume
 
 
 def test_split_add_flags_keeps_run_grammar_and_args():
@@ -18,21 +18,23 @@ def test_split_add_flags_keeps_run_grammar_and_args():
             "--supplementary-gids", "10,20", "--mnt-volume", "d,kind=empty,target=/d",
             "--allow-new-privs", "--exec", "/bin/sh", "--", "-c", "--privileged", "---",
             "--memory", "32M"]
-    rest, x = split_add_flags(toks)
+    (app,) = parse_apps(toks, add=True).apps    # `rkt app add`'s grammar: the same parser
+    x = app
     assert x.restart == "always" and x.privileged and x.supplementary_gids == ["10,20"]
     assert x.mnt_volumes == ["d,kind=empty,target=/d"] and x.no_new_privileges is False
-    (app,) = parse_apps(rest).apps
     assert app.name == "web" and app.exec == "/bin/sh" and app.memory == "32M"
     assert app.args == ["-c", "--privileged"]  # after `--` a flag is an argument
 
 
 def test_split_add_flags_errors():
     with pytest.raises(UsageError):
-        split_add_flags(["img", "--restart"])
+        parse_apps(["img", "--restart"], add=True)
     with pytest.raises(UsageError):
-        split_add_flags(["img", "--no-new-privs", "--allow-new-privs"])
+        parse_apps(["img", "--no-new-privs", "--allow-new-privs"], add=True)
     with pytest.raises(UsageError):
-        split_add_flags(["img", "--pull-policy", "sometimes"])
+        parse_apps(["img", "--pull-policy", "sometimes"], add=True)
+    with pytest.raises(UsageError, match="unknown app flag --privileged"):
+        parse_apps(["img", "--privileged"])           # `rkt run` has no add flags
 
 
 def test_mnt_volume():

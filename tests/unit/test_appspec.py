@@ -15,8 +15,16 @@ from rktnetes.pod.manifest import Mount, Volume
 from rktnetes.stage0 import appspec as a
 from rktnetes.stage0.imagefs import LayeredFS
 from rktnetes.stage0.options import parse_insecure_options
-from rktnetes.stage0.prepare import network_fields, parse_kv_list
-from rktnetes.stage0.volumes import parse_mount, parse_volume
+from rktnetes.cli import app_flags as af
+from rktnetes.cli.app_flags import parse_kv_list
+from rktnetes.cli.pod_flags import network_fields
+from rktnetes.cli.volume_flags import parse_mount, parse_volume
+
+
+def build(name, image_id, image_name, c, f, files):
+    """An App from the CLI's flags, as `rkt run` makes it: flags -> AppSpec -> App."""
+    spec, _ = af.to_spec(f, files)
+    return a.build_app(name, image_id, image_name, c, spec)
 
 
 def cfg(**kw) -> ImageConfig:
@@ -32,24 +40,24 @@ def cfg(**kw) -> ImageConfig:
 @pytest.mark.parametrize("s,n", [("32M", 32_000_000), ("32Mi", 32 << 20), ("1G", 10**9),
                                  ("1.5Gi", 3 << 29), ("65536", 65536), ("64k", 64000)])
 def test_memory(s, n):
-    assert a.parse_memory(s) == n
+    assert af.parse_memory(s) == n
 
 
 @pytest.mark.parametrize("s", ["", "lots", "32MB", "-1M", "1", "32m"])
 def test_memory_bad(s):
     with pytest.raises(UsageError):
-        a.parse_memory(s)
+        af.parse_memory(s)
 
 
 @pytest.mark.parametrize("s,n", [("500m", 500), ("1", 1000), ("1.5", 1500), ("0.25", 250)])
 def test_cpu(s, n):
-    assert a.parse_cpu(s) == n
+    assert af.parse_cpu(s) == n
 
 
 @pytest.mark.parametrize("s", ["", "x", "0", "-1", "0.0001", "1.5m"])
 def test_cpu_bad(s):
     with pytest.raises(UsageError):
-        a.parse_cpu(s)
+        af.parse_cpu(s)
 
 
 # -- names ----------------------------------------------------------------------------------
@@ -65,33 +73,33 @@ def test_default_app_name(image, name):
 
 
 def test_assign_names_dedup_and_explicit():
-    flags = [a.AppFlags("busybox"), a.AppFlags("busybox"), a.AppFlags("x", name="busybox-2"),
-             a.AppFlags("busybox")]
+    flags = [af.AppFlags("busybox"), af.AppFlags("busybox"), af.AppFlags("x", name="busybox-2"),
+             af.AppFlags("busybox")]
     assert a.assign_names(flags) == ["busybox", "busybox-3", "busybox-2", "busybox-4"]
     with pytest.raises(UsageError):
-        a.assign_names([a.AppFlags("x", name="a"), a.AppFlags("y", name="a")])
+        a.assign_names([af.AppFlags("x", name="a"), af.AppFlags("y", name="a")])
     with pytest.raises(UsageError):
-        a.assign_names([a.AppFlags("x", name="Bad_Name")])
+        a.assign_names([af.AppFlags("x", name="Bad_Name")])
 
 
 # -- exec, env, user ------------------------------------------------------------------------
 
 def test_exec_semantics():
     c = cfg(entrypoint=["/ep"], cmd=["a", "b"])
-    assert a.resolve_exec(c, "", None) == ["/ep", "a", "b"]
-    assert a.resolve_exec(c, "", ["x"]) == ["/ep", "x"]
-    assert a.resolve_exec(c, "", []) == ["/ep"]
-    assert a.resolve_exec(c, "/bin/echo", None) == ["/bin/echo"]
-    assert a.resolve_exec(c, "/bin/echo", ["hi"]) == ["/bin/echo", "hi"]
+    assert a.resolve_exec(c, None, None) == ["/ep", "a", "b"]
+    assert a.resolve_exec(c, None, ["x"]) == ["/ep", "x"]
+    assert a.resolve_exec(c, None, []) == ["/ep"]
+    assert a.resolve_exec(c, ["/bin/echo"], None) == ["/bin/echo"]
+    assert a.resolve_exec(c, ["/bin/echo"], ["hi"]) == ["/bin/echo", "hi"]
     with pytest.raises(UsageError):
-        a.resolve_exec(cfg(cmd=[]), "", None)
+        a.resolve_exec(cfg(cmd=[]), None, None)
 
 
 def test_build_app_env_user_workdir():
     c = cfg(user="1000:100", working_dir="/srv", stop_signal="SIGQUIT")
-    f = a.AppFlags("img", env=["A=2", "B=x=y"], memory="32M", cpu="500m",
+    f = af.AppFlags("img", env=["A=2", "B=x=y"], memory="32M", cpu="500m",
                    caps_remove=["net_raw,CAP_CHOWN"], mounts=["volume=data,target=/d/"])
-    app = a.build_app("n", "sha256:x", "img", c, f, [("f", [("A", "0"), ("C", "3")])])
+    app = build("n", "sha256:x", "img", c, f, [("f", [("A", "0"), ("C", "3")])])
     assert app.env == {"PATH": "/bin", "A": "2", "B": "x=y", "C": "3"}
     assert (app.user, app.group, app.working_dir) == ("1000", "100", "/srv")
     assert (app.memory_limit, app.cpu_millis) == (32_000_000, 500)
@@ -99,25 +107,25 @@ def test_build_app_env_user_workdir():
     assert app.mounts == [Mount("data", "/d")]
     assert app.stop_signal == "SIGQUIT"
     # --user alone drops the image's group (it belonged to the image's user)
-    app2 = a.build_app("n", "i", "img", c, a.AppFlags("img", user="0", working_dir="/tmp"), [])
+    app2 = build("n", "i", "img", c, af.AppFlags("img", user="0", working_dir="/tmp"), [])
     assert (app2.user, app2.group, app2.working_dir) == ("0", "", "/tmp")
-    assert "PATH" in a.build_app("n", "i", "img", cfg(env=[]), a.AppFlags("img"), []).env
+    assert "PATH" in build("n", "i", "img", cfg(env=[]), af.AppFlags("img"), []).env
 
 
-@pytest.mark.parametrize("f", [a.AppFlags("i", env=["NOEQ"]), a.AppFlags("i", working_dir="rel"),
-                               a.AppFlags("i", caps_retain=["CAP_BOGUS"]),
-                               a.AppFlags("i", mounts=["volume=x"]),
-                               a.AppFlags("i", mounts=["volume=x,target=/a", "volume=y,target=/a"]),
-                               a.AppFlags("i", user="a b")])
+@pytest.mark.parametrize("f", [af.AppFlags("i", env=["NOEQ"]), af.AppFlags("i", working_dir="rel"),
+                               af.AppFlags("i", caps_retain=["CAP_BOGUS"]),
+                               af.AppFlags("i", mounts=["volume=x"]),
+                               af.AppFlags("i", mounts=["volume=x,target=/a", "volume=y,target=/a"]),
+                               af.AppFlags("i", user="a b")])
 def test_build_app_bad(f):
     with pytest.raises(UsageError):
-        a.build_app("n", "i", "img", cfg(), f, [])
+        build("n", "i", "img", cfg(), f, [])
 
 
 def test_env_file():
-    assert a.parse_env_file("# c\n\nA=1\nB=\n", "f") == [("A", "1"), ("B", "")]
+    assert af.parse_env_file("# c\n\nA=1\nB=\n", "f") == [("A", "1"), ("B", "")]
     with pytest.raises(UsageError):
-        a.parse_env_file("oops\n", "f")
+        af.parse_env_file("oops\n", "f")
 
 
 # -- volumes --------------------------------------------------------------------------------
@@ -273,19 +281,19 @@ def test_volume_kind_is_required():
 @pytest.mark.parametrize("field", ["user", "group"])
 @pytest.mark.parametrize("value", ["99999999999", "4294967295"])
 def test_ids_out_of_range(field, value):
-    f = a.AppFlags(image="img", **{field: value})
+    f = af.AppFlags(image="img", **{field: value})
     with pytest.raises(UsageError, match="out of range"):
-        a.build_app("x", "id", "img", cfg(), f, [])
+        build("x", "id", "img", cfg(), f, [])
 
 
 def test_ids_in_range_and_names():
-    f = a.AppFlags(image="img", user="4294967294", group="0")
-    app = a.build_app("x", "id", "img", cfg(), f, [])
+    f = af.AppFlags(image="img", user="4294967294", group="0")
+    app = build("x", "id", "img", cfg(), f, [])
     assert (app.user, app.group) == ("4294967294", "0")
-    assert a.build_app("x", "id", "img", cfg(), a.AppFlags(image="img", user="nobody"), []).user \
+    assert build("x", "id", "img", cfg(), af.AppFlags(image="img", user="nobody"), []).user \
         == "nobody"
     with pytest.raises(UsageError):  # the image's own user is checked too
-        a.build_app("x", "id", "img", cfg(user="99999999999"), a.AppFlags(image="img"), [])
+        build("x", "id", "img", cfg(user="99999999999"), af.AppFlags(image="img"), [])
 
 
 @pytest.mark.parametrize("v,want", [("SIGTERM", "SIGTERM"), ("TERM", "SIGTERM"),
@@ -293,14 +301,14 @@ def test_ids_in_range_and_names():
                                     ("SIGQUIT", "SIGQUIT"), ("sighup", "SIGHUP"), ("1", "SIGHUP"),
                                     ("64", "SIGRTMAX")])
 def test_parse_signal(v, want):
-    assert a.parse_signal(v) == want
+    assert af.parse_signal(v) == want
 
 
 @pytest.mark.parametrize("v", ["SIGBOGUS", "BOGUS", "99", "0", "65", "-1", "", "SIG_DFL",
                                "SIGRTMAX+1", "15x"])
 def test_parse_signal_bad(v):
     with pytest.raises(UsageError, match="--stop-signal"):
-        a.parse_signal(v)
+        af.parse_signal(v)
 
 
 def test_short():
@@ -374,7 +382,7 @@ def test_check_identity(tmp_path):
     fs = LayeredFS([tmp_path])
 
     def app(user="", group=""):
-        return a.build_app("x", "id", "img", cfg(), a.AppFlags(image="img", user=user,
+        return build("x", "id", "img", cfg(), af.AppFlags(image="img", user=user,
                                                                group=group), [])
 
     for ok in (app(), app("web"), app("web", "www"), app("1234"), app("1234", "5678"),
@@ -403,13 +411,14 @@ def test_check_uuid_file(tmp_path):
 
 def test_fly_rejects_resource_limits(tmp_path):
     from rktnetes.config import Paths
-    from rktnetes.stage0.prepare import PodOptions, build_manifest
+    from rktnetes.stage0.prepare import build_manifest
+    from rktnetes.stage0.spec import AppSpec, PodSpec, Resources
 
     paths = Paths.resolve(str(tmp_path / "data"), str(tmp_path / "config"))
-    for flag in ("memory", "cpu"):
-        f = a.AppFlags(image="builtin:busybox", exec="/bin/true", **{flag: "1"})
+    for res in (Resources(memory_limit=1 << 20), Resources(cpu_millis=1000)):
+        app = AppSpec(image="builtin:busybox", command=["/bin/true"], resources=res)
         with pytest.raises(UsageError, match="fly applies no resource limits"):
-            build_manifest(paths, PodOptions(stage1="fly"), [f])
+            build_manifest(paths, PodSpec([app], stage1="fly"))
     assert not (tmp_path / "data").exists()  # rejected before any fetch
 
 
@@ -418,8 +427,8 @@ def test_app_names_are_short_and_never_empty():
     with pytest.raises(UsageError, match="--name needs a value"):
         parse_apps(["img", "--name="])
     with pytest.raises(UsageError, match="at most 63"):
-        a.assign_names([a.AppFlags(image="img", name="a" * 64)])
-    assert a.assign_names([a.AppFlags(image="img", name="a" * 63)]) == ["a" * 63]
+        a.assign_names([af.AppFlags(image="img", name="a" * 64)])
+    assert a.assign_names([af.AppFlags(image="img", name="a" * 63)]) == ["a" * 63]
     long = "oci:/x/" + "b" * 100 + ":v1"
-    names = a.assign_names([a.AppFlags(image=long), a.AppFlags(image=long)])
+    names = a.assign_names([af.AppFlags(image=long), af.AppFlags(image=long)])
     assert names == ["b" * 56, "b" * 56 + "-2"]

@@ -17,7 +17,8 @@ from rktnetes.image.commit import commit_image
 from rktnetes.image.render import lowerdirs, render_into
 from rktnetes.store import LayerRef, Store
 from rktnetes.store.gc import gc_images, images_in_use, remove_image
-from rktnetes.store.layers import cached_layers, ensure_layer, remove_layer
+from rktnetes.image.layers import ensure_layer
+from rktnetes.store.layers import cached_layers, remove_layer
 
 
 def _file(name: str, data: bytes):

@@ -1,4 +1,5 @@
-"""Parsing `--volume` and `--mount` values (rkt's `key=value,...` syntax) into manifest types."""
+"""Parsing `--volume`, `--mount` and `--mnt-volume` values (rkt's `key=value,...` syntax) into
+the pod manifest's types."""
 
 from __future__ import annotations
 
@@ -7,9 +8,8 @@ import re
 
 from rktnetes.errors import UsageError
 from rktnetes.pod.manifest import Mount, Volume
+from rktnetes.stage0.spec import check_name
 
-# rkt's volume names are ACNames: lower-case alphanumerics and dashes.
-_NAME_RE = re.compile(r"^(?=.{1,63}$)[a-z0-9]+(?:[-.][a-z0-9]+)*$")  # a DNS label's length
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
@@ -37,13 +37,6 @@ def parse_bool(v: str, what: str) -> bool:
     if low in _FALSE:
         return False
     raise UsageError(f"{what}: expected true or false, got {v!r}")
-
-
-def check_name(name: str, what: str) -> str:
-    if not _NAME_RE.match(name or ""):
-        raise UsageError(f"{what}: invalid name {name[:80]!r} (lower-case letters, digits, "
-                         f"'-' and '.', at most 63)")
-    return name
 
 
 def parse_volume(value: str) -> Volume:
@@ -101,3 +94,18 @@ def parse_mount(value: str) -> Mount:
     if kv:
         raise UsageError(f"--mount {value!r}: unknown option(s) {', '.join(sorted(kv))}")
     return Mount(volume=vol, target=posixpath.normpath(target), readonly=ro)
+
+
+def parse_mnt_volume(value: str) -> tuple[Volume, Mount]:
+    """rkt's `--mnt-volume=name=NAME,kind=host,source=PATH,target=PATH[,readOnly=true]`: a pod
+    volume and the app's mount of it in one flag."""
+    parts = [p for p in value.split(",") if p]
+    targets = [p for p in parts if p.startswith("target=")]
+    if len(targets) != 1:
+        raise UsageError(f"--mnt-volume {value!r}: expected NAME,kind=host|empty,...,target=PATH")
+    target = targets[0].partition("=")[2]
+    vol = parse_volume(",".join(p for p in parts if not p.startswith("target=")))
+    if not posixpath.isabs(target):
+        raise UsageError(f"--mnt-volume {value!r}: target must be an absolute path")
+    return vol, Mount(volume=vol.name, target=posixpath.normpath(target))
+
