@@ -24,7 +24,6 @@ idle (rktnetes.supervise.helper), so those modules never load in the monitor its
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import os
 import select
@@ -33,25 +32,24 @@ import sys
 import time
 
 from rktnetes.host import procs, signals
-from rktnetes.host.procs import exit_code
-from rktnetes.logs.cri import FULL, LineWriter, format_line
+from rktnetes.logs.cri import FULL, format_line
 # the pod directory's files, states and state fields: the one spelling stage0 uses too
 from rktnetes.pod.protocol import APP_STATE as APP_STATE_FILE
 from rktnetes.pod.protocol import APP_STATE_FIELDS as APP_STATE
-from rktnetes.pod.protocol import (APP_STOP_REQUEST, APPS_LOCK, COMPLETED, CREATED, ERROR,
-                                   EXITED, EXITED_GARBAGE, MANIFEST, OOM_KILLED, RUN,
-                                   RUNNING, START_ERROR, START_REQUEST, STATE, STOP_REQUEST,
-                                   app_dir, state_path, write_json)
+from rktnetes.pod.protocol import (APP_LOG, APPS_LOCK, CREATED,
+                                   EXITED, EXITED_GARBAGE, MANIFEST, RUN,
+                                   RUNNING, START_ERROR, STATE, app_dir, state_path,
+                                   write_json)
 from rktnetes.pod.protocol import read_json as _read_json
 
+from . import exits, requests
+from .exits import START_ERROR_CODE
 from .helper import IDLE as HELPER_IDLE
 from .helper import Helper, HelperAborted, HelperError, HelperGone, LocalHelper
+from .logpump import LogPump
+from .logpump import echo as _echo
+from .requests import DEFAULT_STOP_TIMEOUT
 
-DEFAULT_STOP_TIMEOUT = 10.0
-MAX_STOP_TIMEOUT = 86400.0 * 365
-START_ERROR_CODE = 128          # what Kubernetes reports for a container that never started
-SETUP_ERROR_CODE = 1            # the pod itself could not be set up: as any other rkt failure
-BACKOFF_FIRST, BACKOFF_MAX = 0.1, 10.0
 RECONCILE_RETRY = 0.01          # the apps lock is busy (a `rkt app` command): try again then
 ABORTABLE = ("setup", "start")  # the stage1 calls a stop does not wait for (see action)
 
@@ -70,7 +68,6 @@ class AppRun:
         self.kill_at = 0.0          # >0: SIGKILL then (end of the stop grace period)
         self.no_restart = False     # stopped on request: stays down
         self.stop_sig = 0           # >0: killed in place of this ignored-by-init stop signal
-        self.fds: list[int] = []    # its stdout/stderr pipes (read ends) still open
 
     @property
     def name(self) -> str:
@@ -96,8 +93,8 @@ class Monitor:
         self.foreground = foreground
         self.manifest = _read_json(os.path.join(self.dir, MANIFEST))
         self.runs: dict[str, AppRun] = {}
-        self.streams: dict[int, tuple] = {}  # read fd -> (LineWriter, echo fd or -1)
         self.poll = select.poll()
+        self.pump = LogPump(self.poll)       # the apps' output pipes into their logs
         self.stopping = False
         self.interrupts = 0         # SIGINTs (^C) received
         self.setup_error = ""
@@ -201,17 +198,7 @@ class Monitor:
 
     def stop_request(self) -> tuple[bool, float]:
         """(force, grace period) of the pending stop request, the defaults if none."""
-        try:
-            req = _read_json(os.path.join(self.dir, STOP_REQUEST))
-        except (OSError, ValueError):
-            req = {}
-        try:
-            timeout = float(req.get("timeout", DEFAULT_STOP_TIMEOUT))
-        except (TypeError, ValueError, AttributeError):
-            timeout = DEFAULT_STOP_TIMEOUT
-        if not 0 <= timeout <= MAX_STOP_TIMEOUT:   # nan, inf or junk from a hand-made file
-            timeout = MAX_STOP_TIMEOUT if timeout > 0 else 0.0
-        return bool(req.get("force", False)) if isinstance(req, dict) else False, timeout
+        return requests.pod_stop(self.dir)
 
     def close_helper(self) -> None:
         if self.helper is not None:
@@ -228,7 +215,7 @@ class Monitor:
         log_fd = -1
         if not app.get("interactive"):
             os.makedirs(self.app_dir(app["name"]), exist_ok=True)
-            log_fd = os.open(os.path.join(self.app_dir(app["name"]), "log"),
+            log_fd = os.open(os.path.join(self.app_dir(app["name"]), APP_LOG),
                              os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
         run = AppRun(app, st, log_fd)
         if not st["created_at"]:
@@ -259,10 +246,7 @@ class Monitor:
                 for fd in stdio:
                     os.close(fd)
         for fd, stream, echo in pipes:
-            run.fds.append(fd)
-            os.set_blocking(fd, False)
-            self.streams[fd] = (LineWriter(run.log_fd, stream), echo if self.foreground else -1)
-            self.poll.register(fd, select.POLLIN)
+            self.pump.add(run.name, fd, run.log_fd, stream, echo if self.foreground else -1)
         st = run.st
         if not pid:
             st.update(state=EXITED, pid=0, exit_code=START_ERROR_CODE, reason=START_ERROR,
@@ -285,78 +269,26 @@ class Monitor:
     def on_exit(self, run: AppRun, status: int) -> None:
         run.pid = 0
         run.kill_at = 0.0
-        self.drain()
+        self.pump.drain()
         try:
             oom = bool(self.action("exited", run.name))
         except ActionError as e:  # the journal cleanup at the end retries
             oom = False
             _echo(2, f"rkt: cleanup of app {run.name}: {e}\n".encode())
         st = run.st
-        code = exit_code(status)
-        sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0
-        if run.stop_sig and sig == signal.SIGKILL and not oom:
-            # killed by us in place of a stop signal its PID namespace's init status made the
-            # kernel drop: report it as the death by that signal it stands for (143 for TERM)
-            sig, code = run.stop_sig, 128 + run.stop_sig
+        code, sig = exits.exit_status(status, run.stop_sig, oom)
         run.stop_sig = 0
         st.update(state=EXITED, finished_at=time.time(), exit_code=code, signal=sig,
-                  reason=OOM_KILLED if oom else (COMPLETED if code == 0 else ERROR))
+                  reason=exits.reason(code, oom))
         policy = run.app.get("restart") or self.manifest.get("restart") or "never"
-        again = not (self.stopping or run.no_restart) and (
-            policy == "always" or (policy == "on-failure" and code != 0))
-        if again:
-            delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** st["restarts"])
+        delay = None if self.stopping or run.no_restart else \
+            exits.restart_delay(policy, code, st["restarts"])
+        if delay is not None:
             run.restart_at = time.monotonic() + delay
             how = f"was killed by signal {sig}" if sig else f"exited with {code}"
             _echo(2, f"rkt: app {run.name} {how}; restarting it in {delay:g}s "
                      f"(--restart={policy}, restart #{st['restarts'] + 1})\n".encode())
         self.save_app_state(run)
-
-    # -- output --------------------------------------------------------------------------------
-
-    def drain(self) -> None:
-        """Read what the pipes hold now (an app is gone; its output may not be)."""
-        self.read_streams(list(self.streams))
-
-    def read_streams(self, fds: list[int]) -> None:
-        """Read each of `fds`, then close those at their end: an unterminated last line of one
-        stream (written at its close) comes after what the others held meanwhile."""
-        ended: list[int] = []
-        for fd in fds:
-            if fd in self.streams:
-                self.read_stream(fd, ended)
-        for fd in ended:
-            if fd in self.streams:
-                self.close_stream(fd)
-
-    def read_stream(self, fd: int, ended: list[int] | None = None) -> None:
-        writer, echo = self.streams[fd]
-        while True:
-            try:
-                data = os.read(fd, 65536)
-            except BlockingIOError:
-                return
-            except OSError:
-                data = b""
-            if not data:
-                if ended is None:
-                    self.close_stream(fd)
-                else:
-                    ended.append(fd)
-                return
-            writer.feed(data)
-            if echo >= 0 and not _echo(echo, data):
-                self.streams[fd] = (writer, -1)
-                echo = -1
-
-    def close_stream(self, fd: int) -> None:
-        for run in self.runs.values():
-            if fd in run.fds:
-                run.fds.remove(fd)
-        writer, _ = self.streams.pop(fd)
-        writer.close()
-        self.poll.unregister(fd)
-        os.close(fd)
 
     # -- stopping ------------------------------------------------------------------------------
 
@@ -408,25 +340,15 @@ class Monitor:
     def reconcile(self) -> None:
         """SIGHUP: pod.json changed (apps added or removed) or per-app requests appeared. Runs
         under the apps lock (shared); if a `rkt app` command holds it, retried a moment later."""
-        try:
-            fd = os.open(os.path.join(self.dir, APPS_LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
-                         0o644)
-        except OSError:
-            fd = -1  # cannot happen short of a broken pod dir: act without the lock
-        if fd >= 0:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                self.reconcile_at = time.monotonic() + RECONCILE_RETRY
-                return
+        fd = requests.apps_lock_shared(self.dir)
+        if fd is None:
+            self.reconcile_at = time.monotonic() + RECONCILE_RETRY
+            return
         self.reconcile_at = 0.0
         try:
             self._reconcile()
         finally:
-            if fd >= 0:
-                fcntl.flock(fd, fcntl.LOCK_UN)  # forked action children may hold copies
-                os.close(fd)
+            requests.apps_lock_release(fd)
 
     def _reconcile(self) -> None:
         try:
@@ -439,18 +361,13 @@ class Monitor:
             names.add(app["name"])
             run = self.runs.get(app["name"]) or self.add_app(app)
             run.app = app
-            stop_req = os.path.join(self.app_dir(run.name), APP_STOP_REQUEST)
-            stopped = os.path.exists(stop_req)
+            adir = self.app_dir(run.name)
+            timeout = requests.app_stop(adir)
+            stopped = timeout is not None
             if stopped:
-                try:
-                    timeout = (_read_json(stop_req) or {}).get("timeout")
-                    timeout = DEFAULT_STOP_TIMEOUT if timeout is None else float(timeout)
-                except (OSError, ValueError, AttributeError, TypeError):
-                    timeout = DEFAULT_STOP_TIMEOUT
                 self.stop_app(run, timeout, False)
-                _unlink(stop_req)
-            start_req = os.path.join(self.app_dir(run.name), START_REQUEST)
-            if os.path.exists(start_req):
+                requests.done(adir, "stop")
+            if requests.app_start(adir):
                 if not run.running and run.st["state"] == CREATED and not stopped:
                     if self.stopping:
                         run.st.update(state=EXITED, exit_code=START_ERROR_CODE,
@@ -460,18 +377,14 @@ class Monitor:
                     else:
                         run.no_restart = False
                         self.start(run)
-                _unlink(start_req)  # after the start: its absence tells `rkt app start` "done"
+                requests.done(adir, "start")   # after the start: it tells `rkt app start`
         for name in [n for n in self.runs if n not in names]:
             run = self.runs[name]
             if run.running:  # `rkt app rm` removes exited apps only; never leave one behind
                 self.stop_app(run, 0, True)
                 continue
             del self.runs[name]
-            for fd in list(run.fds):
-                if fd in self.streams:
-                    self.read_stream(fd)
-                if fd in self.streams:
-                    self.close_stream(fd)
+            self.pump.close_app(name)
             if run.log_fd >= 0:
                 os.close(run.log_fd)
                 run.log_fd = -1
@@ -513,7 +426,7 @@ class Monitor:
             ready = [fd for fd, _ in self.poll.poll(timeout)]
             if self.wake_r in ready:
                 self.on_signals()
-            self.read_streams([fd for fd in ready if fd != self.wake_r])
+            self.pump.read([fd for fd in ready if fd != self.wake_r])
             now = time.monotonic()
             if self.helper is not None and not self.local and now >= self.helper_idle_at:
                 self.close_helper()
@@ -604,11 +517,10 @@ class Monitor:
                 continue
             if run.st["state"] == EXITED or self.stopping:
                 continue  # a mutable pod's app that already ran
-            start_req = os.path.join(self.app_dir(run.name), START_REQUEST)
-            if self.manifest.get("sandbox") and not os.path.exists(start_req):
+            if self.manifest.get("sandbox") and not requests.app_start(self.app_dir(run.name)):
                 continue
             ok = self.start(run)
-            _unlink(start_req)
+            requests.done(self.app_dir(run.name), "start")
             if not ok and not self.manifest.get("sandbox"):
                 self.begin_stop()  # one app failed to start: end the pod cleanly
         if setup_error:
@@ -619,11 +531,9 @@ class Monitor:
         self.save_pod_state(ready=not setup_error)
 
     def exit_code(self) -> int:
-        if self.setup_error:  # no app ever ran: a failure of rkt's, not an app's exit code
-            return SETUP_ERROR_CODE
-        failed = sorted((r.st["finished_at"], r.st["exit_code"]) for r in self.runs.values()
-                        if r.st["exit_code"])
-        return failed[0][1] if failed else 0
+        return exits.pod_exit_code(bool(self.setup_error),
+                                   [(r.st["finished_at"], r.st["exit_code"])
+                                    for r in self.runs.values()])
 
     def finish(self) -> None:
         """Kill what is left, undo everything, move the pod to exited-garbage."""
@@ -634,9 +544,7 @@ class Monitor:
         while any(r.running for r in self.runs.values()) and time.monotonic() < deadline:
             self.reap()
             time.sleep(0.01)
-        self.drain()
-        for fd in list(self.streams):
-            self.close_stream(fd)
+        self.pump.close_all()
         for run in self.runs.values():
             if run.log_fd >= 0:
                 os.close(run.log_fd)
@@ -675,26 +583,6 @@ def _process_of(handle) -> int:
         return int(handle.get("pid") or 0)
     raise ActionError(f"stage1 start: cannot watch an app of kind "
                       f"{handle.get('kind') if isinstance(handle, dict) else handle!r}")
-
-
-def _unlink(p: str) -> None:
-    try:
-        os.unlink(p)
-    except FileNotFoundError:
-        pass
-
-
-def _echo(fd: int, data: bytes) -> bool:
-    try:
-        while data:
-            data = data[os.write(fd, data):]
-        return True
-    except BlockingIOError:
-        return True  # a slow terminal: drop rather than stall every app's log
-    except OSError as e:
-        if e.errno in (errno.EPIPE, errno.EBADF, errno.EIO):
-            return False
-        raise
 
 
 def parse_args(argv: list[str]) -> dict:
