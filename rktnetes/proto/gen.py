@@ -16,7 +16,7 @@ from pathlib import Path
 # The repository root: protoc runs with it as the include path so the generated modules import
 # each other as `rktnetes.proto.v1alpha.api_pb2`, matching the package layout.
 ROOT = Path(__file__).resolve().parents[2]
-PROTOS = ["rktnetes/proto/v1alpha/api.proto"]
+PROTOS = ["rktnetes/proto/v1alpha/api.proto", "rktnetes/proto/runtime/v1/api.proto"]
 OUTPUTS = ["_pb2.py", "_pb2.pyi", "_pb2_grpc.py"]
 
 

@@ -793,13 +793,13 @@ def test_unix_socket_needs_an_existing_directory(rkt, tmp_path):
 
 
 def test_only_the_run_directory_is_created(tmp_path, monkeypatch):
-    from rktnetes.api import server
+    from rktnetes.proto import serving
     from rktnetes.errors import RktError
 
-    monkeypatch.setattr(server, "RUN_DIR", tmp_path / "run")
-    server._clear_stale_socket(tmp_path / "run" / "api.sock")
+    monkeypatch.setattr(serving, "RUN_DIR", tmp_path / "run")
+    serving.clear_stale_socket(tmp_path / "run" / "api.sock")
     assert (tmp_path / "run").is_dir()
-    monkeypatch.setattr(server, "RUN_DIR", tmp_path / "a" / "run")
+    monkeypatch.setattr(serving, "RUN_DIR", tmp_path / "a" / "run")
     with pytest.raises(RktError, match="cannot create"):   # /run itself must exist
-        server._clear_stale_socket(tmp_path / "a" / "run" / "api.sock")
+        serving.clear_stale_socket(tmp_path / "a" / "run" / "api.sock")
     assert not (tmp_path / "a").exists()
