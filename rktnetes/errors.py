@@ -14,6 +14,7 @@ DEADLINE_EXCEEDED = "deadline-exceeded"
 PERMISSION_DENIED = "permission-denied"
 RESOURCE_EXHAUSTED = "resource-exhausted"
 INTERNAL = "internal"
+UNIMPLEMENTED = "unimplemented"              # a feature this engine does not have
 
 
 class RktError(Exception):

@@ -225,6 +225,25 @@ def spawn(argv: list[str], fds: dict[int, int] | None = None, env: dict[str, str
                            setsigmask=(), setsid=setsid)
 
 
+def wait_exit(pid: int, timeout: float | None = None) -> int | None:
+    """Wait for our child `pid`; its exit code, or None if it still runs after `timeout`
+    seconds (None: wait for as long as it takes)."""
+    if timeout is None:
+        _, status = os.waitpid(pid, 0)
+        return exit_code(status)
+    deadline = time.monotonic() + timeout
+    delay = 0.002
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return exit_code(status)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        time.sleep(min(delay, left))
+        delay = min(delay * 1.5, 0.05)
+
+
 def run(argv: list[str], stdin: int | None = None, capture: bool = True,
         env: dict[str, str] | None = None) -> Completed:
     """Run a tool to completion; stdout/stderr captured (or inherited if not `capture`)."""

@@ -24,9 +24,10 @@ _HUB_ALIASES = ("index.docker.io", "registry-1.docker.io", "registry.hub.docker.
 class Credentials:
     username: str
     password: str
+    token: str = ""     # a bearer token to send as it is (a CRI AuthConfig's registry_token)
 
     def __repr__(self) -> str:  # keep secrets out of debug logs
-        return f"Credentials(username={self.username!r}, password=***)"
+        return f"Credentials(username={self.username!r}, password=***, token=***)"
 
 
 def _normalize_key(key: str) -> str:

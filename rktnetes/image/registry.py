@@ -148,6 +148,9 @@ class RegistryClient:
             self._authz["*"] = "Basic " + base64.b64encode(
                 f"{self.credentials.username}:{self.credentials.password}".encode()).decode()
             return
+        if scheme == "bearer" and self.credentials and self.credentials.token:
+            self._authz[scope] = f"Bearer {self.credentials.token}"   # given, not fetched
+            return
         if scheme != "bearer" or not params.get("realm"):
             raise AuthError(f"registry {self.registry} asks for unsupported authentication "
                             f"{challenge[:60]!r}")

@@ -24,6 +24,7 @@ class Mount:
     volume: str
     target: str                    # absolute path inside the app's rootfs
     readonly: bool | None = None   # None: the volume's own setting
+    propagation: str = ""          # "" (rprivate), "rslave" or "rshared"
 
 
 @dataclass
@@ -65,6 +66,18 @@ class App:
     restart: str = ""              # "" = the pod's policy; "never" | "on-failure" | "always"
     stop_signal: str = "SIGTERM"
     annotations: dict[str, str] = field(default_factory=dict)
+    # What the CRI sets beyond the CLI's flags (zero values: the defaults)
+    log_path: str = ""             # a host path for its CRI log; "": apps/<name>/log
+    cpu_shares: int = 0            # explicit CFS settings; 0: derived from cpu_millis
+    cpu_quota: int = 0
+    cpu_period: int = 0
+    cpuset_cpus: str = ""
+    cpuset_mems: str = ""
+    seccomp: str = ""              # "": the default profile; "unconfined"; "localhost/PATH"
+    masked_paths: list[str] | None = None     # None: the defaults
+    readonly_paths: list[str] | None = None   # None: the defaults
+    pid_namespace: str = ""        # "": its own; "pod": the pod's (its infra's); "host"
+    origin: dict[str, Any] = field(default_factory=dict)   # the front end's own record
 
 
 @dataclass
@@ -105,6 +118,9 @@ class PodManifest:
     dns_options: list[str] = field(default_factory=list)
     hosts_entries: dict[str, list[str]] = field(default_factory=dict)  # ip -> names
     sandbox: bool = False          # `rkt app sandbox`: lives until stopped, apps come and go
+    cgroup_parent: str = ""        # the pod's cgroup goes under this one ("": /rktnetes)
+    sysctls: dict[str, str] = field(default_factory=dict)   # namespaced ones, set in the pod
+    origin: dict[str, Any] = field(default_factory=dict)    # the front end's own record
     created_at: float = 0.0
     schema: int = SCHEMA_VERSION
 

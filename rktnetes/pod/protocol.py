@@ -12,7 +12,9 @@ itself, so both sides spell everything the same way by construction.
       apps/<name>/state.json    an app's runtime state (APP_STATE_FIELDS)
       apps/<name>/start-request {} then SIGHUP: start the app; deleted once acted on
       apps/<name>/stop-request  {"timeout": seconds} then SIGHUP: stop it; deleted once acted on
-      apps/<name>/log           its CRI-format log
+      apps/<name>/reopen-log-request  {} then SIGHUP: reopen its log (rotated away); deleted
+                                once reopened
+      apps/<name>/log           its CRI-format log (or where the app's log_path says)
 """
 
 from __future__ import annotations
@@ -32,6 +34,15 @@ APP_STATE = "state.json"
 APP_LOG = "log"
 START_REQUEST = "start-request"
 APP_STOP_REQUEST = "stop-request"
+REOPEN_LOG_REQUEST = "reopen-log-request"
+
+
+
+def app_log_path(app_dir: str, app: dict) -> str:
+    """Where an app's CRI log is: the path its manifest entry names (kubelet's), or its own
+    directory's `log`."""
+    return app.get("log_path") or os.path.join(app_dir, APP_LOG)
+
 
 # The pod directory's states, in lifecycle order.
 EMBRYO, PREPARE, PREPARED, RUN, EXITED_GARBAGE, GARBAGE = (
@@ -61,8 +72,9 @@ POD_STATE_FIELDS = {
 
 
 def app_request(what: str) -> str:
-    """The file of an app request: "start" or "stop"."""
-    return {"start": START_REQUEST, "stop": APP_STOP_REQUEST}[what]
+    """The file of an app request: "start", "stop" or "reopen-log"."""
+    return {"start": START_REQUEST, "stop": APP_STOP_REQUEST,
+            "reopen-log": REOPEN_LOG_REQUEST}[what]
 
 
 def app_dir(pod_dir: str, name: str) -> str:

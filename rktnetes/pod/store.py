@@ -14,7 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from rktnetes.errors import AmbiguousError, Busy, NotFoundError, PodError, UnreadableManifest, UsageError
+from rktnetes.errors import (AmbiguousError, Busy, NotFoundError, PodError, RktError,
+                             UnreadableManifest, UsageError)
 from rktnetes.fsutil import FileLock, atomic_write_json, read_json
 
 from . import protocol
@@ -203,7 +204,15 @@ class Pod:
         atomic_write_json(self.app_dir(st.name) / protocol.APP_STATE, st.to_json())
 
     def log_path(self, name: str) -> Path:
-        return self.app_dir(name) / "log"
+        """The app's CRI log: where its manifest entry says (kubelet's log path), or its
+        directory's own."""
+        try:
+            app = self.manifest().app(name)
+        except (OSError, ValueError, RktError):
+            app = None
+        if app is not None and app.log_path:
+            return Path(app.log_path)
+        return self.app_dir(name) / protocol.APP_LOG
 
     def pod_state(self) -> PodRuntime:
         """Pod-wide runtime facts the monitor writes: pid, started/finished times, networks."""

@@ -42,7 +42,7 @@ from rktnetes.supervise import control
 
 from . import prepare as prep
 from .appspec import default_app_name
-from .spec import AppSpec, InvalidSpec, PodSpec, PullOptions, check_app, check_name
+from .spec import AppSpec, InvalidSpec, PodSpec, PullOptions, Resources, check_app, check_name
 from .status import AppStatus
 
 START_TIMEOUT = 60.0
@@ -52,9 +52,11 @@ STOPPING = STOP_REQUEST
 
 # -- sandbox ------------------------------------------------------------------------------------
 
-def sandbox(paths: Paths, spec: PodSpec, uuid_file: str = "", hold_interrupts=None) -> Pod:
+def sandbox(paths: Paths, spec: PodSpec, uuid_file: str = "", hold_interrupts=None,
+            discard_failed: bool = False) -> Pod:
     """Create and start an empty mutable pod (spec.apps empty); returns once its monitor
-    reports it ready."""
+    reports it ready. discard_failed: a sandbox that failed to start is removed (the CRI's
+    choice: nothing is left of a failed RunPodSandbox); kept for inspection otherwise."""
     from dataclasses import replace
 
     from .run import run_pod
@@ -65,8 +67,26 @@ def sandbox(paths: Paths, spec: PodSpec, uuid_file: str = "", hold_interrupts=No
     ps = pod.pod_state()
     if pod.state != RUN or not ps.ready:
         why = ps.setup_error or ps.error or f"see {pod.path / MONITOR_LOG}"
+        if discard_failed:
+            remove_pod(paths, pod, force=True)
         raise PodError(f"sandbox {pod.uuid} failed to start: {why}")
     return pod
+
+
+def remove_pod(paths: Paths, pod: Pod, force: bool = True, timeout: float = 10.0) -> None:
+    """Stop the pod if it runs (`force`: at once), then remove it."""
+    from .rm import rm as rm_pod
+    from .stop import stop as stop_pod
+
+    with contextlib.suppress(NotRunning):
+        stop_pod(paths, pod, timeout=0 if force else timeout, force=force)
+    try:
+        pod.refresh()
+    except NotFoundError:
+        return
+    except PodError:
+        return
+    rm_pod(paths, pod)
 
 
 # -- checks and the apps lock --------------------------------------------------------------------
@@ -306,6 +326,38 @@ def rm(paths: Paths, pod: Pod, name: str, force: bool = False, timeout: float = 
     control.notify(pod)  # the monitor forgets it (closes its log)
 
 
+def forget(paths: Paths, pod: Pod, name: str) -> None:
+    """Remove an app from a pod that no longer runs (its monitor undid what the app had;
+    what a killed monitor left, its stage1 undoes here). Busy if another command holds the
+    pod."""
+    from rktnetes.stage1 import get_stage1
+    from rktnetes.stage1.base import PodContext
+
+    pod.refresh()
+    if pod.state == RUN and monitor_alive(pod):
+        raise PodError(f"pod {pod.uuid} is running: remove its app with `rkt app rm`")
+    lock = pod.lock()
+    try:
+        if not lock.acquire(blocking=False):
+            raise Busy(f"pod {pod.uuid} is busy (another rkt command holds it); try again")
+        pod.refresh()
+        m = pod.manifest()
+        app = find_app(m, name)
+        ctx = PodContext.load(paths, pod)
+        with contextlib.suppress(RktError, OSError):   # undone already, as a rule
+            get_stage1(m.stage1).cleanup_app(ctx, app)
+        from .podfs import mounts_under
+
+        left = mounts_under(pod.app_dir(name))
+        if left:
+            raise PodError(f"app {name}: still mounted: {left[0]}")
+        m.apps = [a for a in m.apps if a.name != name]
+        _save_manifest(pod, m)
+        rmtree(pod.app_dir(name))
+    finally:
+        lock.close()
+
+
 def _remove(paths: Paths, pod: Pod, m: PodManifest, app: App) -> None:
     """Undo the app's resources, then forget it. Under the apps lock."""
     from rktnetes.stage1 import get_stage1
@@ -325,6 +377,43 @@ def _remove(paths: Paths, pod: Pod, m: PodManifest, app: App) -> None:
     m.apps = [a for a in m.apps if a.name != app.name]
     _save_manifest(pod, m)   # from here the app is gone; its directory is a leftover
     rmtree(d)
+
+
+def update_resources(paths: Paths, pod: Pod, name: str, res: Resources) -> None:
+    """Change an app's memory and CPU settings: recorded in pod.json (a restart keeps them)
+    and applied to it now if it runs."""
+    from rktnetes.stage1 import get_stage1
+    from rktnetes.stage1.base import PodContext
+
+    from .spec import check_resources
+
+    check_resources(res)
+    with changing(pod, need_sandbox=False) as m:
+        app = find_app(m, name)
+        app.memory_limit, app.cpu_millis = res.memory_limit, res.cpu_millis
+        app.cpu_shares, app.cpu_quota, app.cpu_period = res.cpu_shares, res.cpu_quota, \
+            res.cpu_period
+        app.cpuset_cpus, app.cpuset_mems = res.cpuset_cpus, res.cpuset_mems
+        stage1 = get_stage1(m.stage1)
+        if not stage1.capabilities.resource_limits:
+            raise InvalidSpec(f"the {m.stage1} stage1 applies no resource limits")
+        if pod.app_state(name).state == st.RUNNING:
+            ctx = PodContext.load(paths, pod)
+            ctx.manifest = m
+            stage1.update_app(ctx, app)
+        _save_manifest(pod, m)
+
+
+def reopen_log(paths: Paths, pod: Pod, name: str, timeout: float = 10.0) -> None:
+    """Have the monitor reopen a running app's log (rotated away by kubelet): new lines go to
+    a new file at its path. NotRunning if the app is not running."""
+    with changing(pod, need_sandbox=False) as m:
+        find_app(m, name)
+        if pod.app_state(name).state != st.RUNNING:
+            raise NotRunning(f"app {name} is not running")
+        if not control.request_app(pod, name, "reopen-log"):
+            raise NotRunning(f"pod {pod.uuid} is not running")
+    _wait(pod, name, "reopen-log", lambda s: True, timeout)
 
 
 # -- list / status / exec -------------------------------------------------------------------------
@@ -349,7 +438,8 @@ def view(pod: Pod, name: str) -> AppStatus:
 
 
 def exec_in(paths: Paths, pod: Pod, name: str, argv: list[str], tty: bool = False,
-            interactive: bool = False, stdio: tuple[int, int, int] | None = None) -> int:
+            interactive: bool = False, stdio: tuple[int, int, int] | None = None,
+            timeout: float | None = None) -> int:
     """Run `argv` in the app's namespaces; returns its exit code. stdio: the (stdin, stdout,
     stderr) descriptors it gets (pipes, a pty); None: ours, with stdin only if
     `interactive`."""
@@ -367,4 +457,4 @@ def exec_in(paths: Paths, pod: Pod, name: str, argv: list[str], tty: bool = Fals
         raise NotRunning(f"app {name} is not running")
     ctx = PodContext.load(paths, pod)
     return get_stage1(m.stage1).exec_in_app(ctx, app, argv, tty=tty, interactive=interactive,
-                                            stdio=stdio)
+                                            stdio=stdio, timeout=timeout)

@@ -124,6 +124,15 @@ def build_app(name: str, image_id: str, image_name: str, cfg: ImageConfig, spec:
         restart=spec.restart,
         stop_signal=spec.stop_signal or cfg.stop_signal or "SIGTERM",
         annotations=dict(spec.annotations),
+        log_path=spec.log_path,
+        cpu_shares=spec.resources.cpu_shares, cpu_quota=spec.resources.cpu_quota,
+        cpu_period=spec.resources.cpu_period, cpuset_cpus=spec.resources.cpuset_cpus,
+        cpuset_mems=spec.resources.cpuset_mems,
+        seccomp=spec.seccomp,
+        masked_paths=None if spec.masked_paths is None else list(spec.masked_paths),
+        readonly_paths=None if spec.readonly_paths is None else list(spec.readonly_paths),
+        pid_namespace=spec.pid_namespace,
+        origin=dict(spec.origin),
     )
     if spec.no_new_privileges is not None:
         app.no_new_privileges = spec.no_new_privileges

@@ -26,6 +26,7 @@ from .options import PULL_POLICIES
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from rktnetes.image.auth import Credentials
     from rktnetes.image.registry import RegistryClient
 
 # What only a real fetch needs (manifests, progress, tempfile) is imported where it is used:
@@ -34,11 +35,13 @@ log = getLogger(__name__)
 
 
 def fetch(paths: Paths, ref_string: str, pull_policy: str = "update", insecure_http: bool = False,
-          quiet: bool = False, insecure_tls: bool = False) -> ImageRecord:
+          quiet: bool = False, insecure_tls: bool = False,
+          credentials: Credentials | None = None) -> ImageRecord:
     """Make `ref_string` present in the store and return its record.
 
     new: use the store's copy if the reference is there, else pull; update: always ask the
     source (blobs already present are not downloaded again); never: the store only.
+    credentials: for the registry, in place of auth.json's (a CRI PullImage's auth config).
     """
     if pull_policy not in PULL_POLICIES:
         raise UsageError(f"unknown pull policy {pull_policy!r} (use new, update or never)")
@@ -56,7 +59,8 @@ def fetch(paths: Paths, ref_string: str, pull_policy: str = "update", insecure_h
     paths.secure()
     with store.gc_lock.held(shared=True):
         if ref.transport == "docker":
-            return _fetch_registry(paths, store, ref, insecure_http, insecure_tls, quiet)
+            return _fetch_registry(paths, store, ref, insecure_http, insecure_tls, quiet,
+                                   credentials)
         if ref.transport == "builtin":
             return _build_builtin(paths, store, ref)
         from rktnetes.image.archive import import_archive
@@ -130,7 +134,8 @@ def _commit(store: Store, staging: _Staging, manifest_digest: str, references: l
 # -- registry ---------------------------------------------------------------------------------
 
 def _fetch_registry(paths: Paths, store: Store, ref: refs.Reference, insecure_http: bool,
-                    insecure_tls: bool, quiet: bool) -> ImageRecord:
+                    insecure_tls: bool, quiet: bool, given: Credentials | None = None
+                    ) -> ImageRecord:
     # the HTTP client stack is imported only when a registry is really asked
     from rktnetes.image import auth as authmod
     from rktnetes.image import registries_conf
@@ -138,7 +143,7 @@ def _fetch_registry(paths: Paths, store: Store, ref: refs.Reference, insecure_ht
 
     conf = registries_conf.load(paths.registries_conf)
     sources = conf.pull_sources(ref)
-    creds = authmod.load(paths.auth_json)
+    creds = authmod.load(paths.auth_json) if given is None else None
     staging = _Staging(store)
     try:
         mirrors_failed: list[str] = []
@@ -146,7 +151,8 @@ def _fetch_registry(paths: Paths, store: Store, ref: refs.Reference, insecure_ht
             client = RegistryClient(
                 source.ref.registry, allow_http=insecure_http or source.insecure,
                 verify_tls=not (insecure_tls or source.insecure),
-                credentials=creds.lookup(source.ref.registry, source.ref.repository))
+                credentials=given if creds is None else
+                creds.lookup(source.ref.registry, source.ref.repository))
             with client:
                 try:
                     manifest_digest, platform = _resolve(client, source.ref, staging)

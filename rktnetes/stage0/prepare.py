@@ -25,8 +25,8 @@ from rktnetes.store import ImageRecord, Store
 from .appspec import assign_names, build_app, short
 from .imagefs import LayeredFS
 from .options import PULL_POLICIES
-from .spec import (RESTART_POLICIES, AppSpec, InvalidSpec, PodSpec, PullOptions, check_app,
-                   check_hostname)
+from .spec import (RESTART_POLICIES, AppSpec, InvalidSpec, PodSpec, PullOptions, Resources,
+                   check_app, check_hostname, check_sysctls)
 
 log = getLogger(__name__)
 _ID_RE = re.compile(r"^(sha256:[0-9a-f]{4,64}|[0-9a-f]{12,64})$")
@@ -62,9 +62,13 @@ def check_pod(spec: PodSpec) -> None:
         raise InvalidSpec("an interactive pod needs exactly one app")
     if caps.max_apps and len(spec.apps) > caps.max_apps:
         raise InvalidSpec(f"the {name} stage1 runs exactly one app", hint="flavor")
+    check_sysctls(spec.sysctls, [r.name for r in requests] == ["host"])
+    if spec.cgroup_parent and not posixpath.isabs(spec.cgroup_parent):
+        raise InvalidSpec(f"cgroup parent {spec.cgroup_parent[:80]!r}: must be an absolute "
+                          f"cgroup path")
     if not caps.resource_limits:
         for a in spec.apps:
-            if a.resources.memory_limit or a.resources.cpu_millis:
+            if a.resources != Resources():
                 raise InvalidSpec(f"{name} applies no resource limits (it runs apps in the "
                                   f"host's cgroups)", hint="flavor")
     names = [v.name for v in spec.volumes]
@@ -115,7 +119,7 @@ def resolve_image(paths: Paths, store: Store, name: str, pull: PullOptions) -> I
     from rktnetes.stage0.fetch import fetch
 
     return fetch(paths, name, pull.policy, insecure_http=pull.insecure_http, quiet=pull.quiet,
-                 insecure_tls=pull.insecure_tls)
+                 insecure_tls=pull.insecure_tls, credentials=pull.credentials)
 
 
 def image_config(store: Store, rec: ImageRecord) -> ImageConfig:
@@ -253,7 +257,8 @@ def build_manifest(paths: Paths, spec: PodSpec, pull: PullOptions | None = None)
                        dns=list(spec.dns), dns_search=list(spec.dns_search),
                        dns_options=list(spec.dns_options),
                        hosts_entries={k: list(v) for k, v in spec.hosts_entries.items()},
-                       sandbox=spec.sandbox)
+                       sandbox=spec.sandbox, cgroup_parent=spec.cgroup_parent,
+                       sysctls=dict(spec.sysctls), origin=dict(spec.origin))
 
 
 def prepare(paths: Paths, spec: PodSpec, pull: PullOptions | None = None

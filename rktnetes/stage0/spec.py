@@ -43,6 +43,11 @@ class InvalidSpec(UsageError):
 class Resources:
     memory_limit: int = 0          # bytes; 0: none
     cpu_millis: int = 0            # 1000 = one CPU; 0: none
+    cpu_shares: int = 0            # the CRI's explicit CFS settings (0: from cpu_millis)
+    cpu_quota: int = 0             # microseconds per period; 0 or -1: none
+    cpu_period: int = 0            # microseconds
+    cpuset_cpus: str = ""          # "0-1,3"
+    cpuset_mems: str = ""
 
 
 @dataclass
@@ -68,6 +73,12 @@ class AppSpec:
     restart: str = ""                             # "": the pod's policy
     stop_signal: str = ""                         # canonical (host.signals); "": the image's
     annotations: dict[str, str] = field(default_factory=dict)
+    log_path: str = ""                            # a host path for its log ("": the pod's)
+    seccomp: str = ""                             # "", "unconfined" or "localhost/PATH"
+    masked_paths: list[str] | None = None         # None: the defaults ([]: none)
+    readonly_paths: list[str] | None = None
+    pid_namespace: str = ""                       # "": its own; "pod"; "host"
+    origin: dict = field(default_factory=dict)    # the front end's record, kept with the app
 
 
 @dataclass
@@ -91,6 +102,9 @@ class PodSpec:
     interactive: bool = False                     # one app, attached to the caller's stdin
     tty: bool = False                             # ... which is a terminal
     sandbox: bool = False                         # a mutable pod: apps come and go
+    cgroup_parent: str = ""                       # a cgroup path the pod's goes under
+    sysctls: dict[str, str] = field(default_factory=dict)
+    origin: dict = field(default_factory=dict)    # the front end's record, kept with the pod
 
 
 @dataclass
@@ -102,6 +116,8 @@ class PullOptions:
     insecure_tls: bool = False
     quiet: bool = True        # False: a progress line on stderr, if it is a terminal (the
     #                           CLI's choice; the library touches no stdio by default)
+    credentials: object = None   # image.auth.Credentials for the registry, in place of
+    #                              auth.json's (what a CRI PullImage brings)
 
 
 # -- checks both front ends share: neutral words, `what` names the field for the user ---------
@@ -164,6 +180,10 @@ def check_app(a: AppSpec) -> None:
             raise InvalidSpec(f"app {a.name or a.image}: mount target {t!r} is not absolute")
         if targets.count(t) > 1:
             raise InvalidSpec(f"app {a.name or a.image}: two mounts on {t}")
+    for m in a.mounts:
+        if m.propagation not in ("", "rprivate", "rslave", "rshared"):
+            raise InvalidSpec(f"mount on {m.target}: propagation {m.propagation!r}: use "
+                              f"rprivate, rslave or rshared")
     if a.restart and a.restart not in RESTART_POLICIES:
         raise InvalidSpec(f"restart policy {a.restart!r}: use never, on-failure or always")
     for g in a.supplementary_gids:
@@ -171,6 +191,56 @@ def check_app(a: AppSpec) -> None:
             raise InvalidSpec(f"supplementary gid {g}: out of range (ids are 0..{MAX_ID})")
     a.caps_retain = normalize_caps(a.caps_retain)
     a.caps_remove = normalize_caps(a.caps_remove)
+    check_resources(a.resources)
+    if a.seccomp and a.seccomp != "unconfined":
+        path = a.seccomp.removeprefix("localhost/")
+        if not a.seccomp.startswith("localhost/") or not posixpath.isabs(path):
+            raise InvalidSpec(f"seccomp profile {short(a.seccomp)!r}: use unconfined or "
+                              f"localhost/ABSOLUTE-PATH")
+    if a.pid_namespace not in PID_NAMESPACES:
+        raise InvalidSpec(f"pid namespace {a.pid_namespace!r}: use pod or host (or none)")
+    for p in (a.masked_paths or []) + (a.readonly_paths or []):
+        if not posixpath.isabs(p):
+            raise InvalidSpec(f"masked or read-only path {short(p)!r}: must be absolute")
+    if a.log_path and not posixpath.isabs(a.log_path):
+        raise InvalidSpec(f"log path {short(a.log_path)!r}: must be absolute")
+
+
+PID_NAMESPACES = ("", "pod", "host")
+_CPUSET = re.compile(r"^$|^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$")
+# namespaced sysctls (what the kernel keeps per IPC or network namespace), as runc allows
+_SYSCTL_IPC = ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
+               "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced")
+
+
+def check_resources(r: Resources) -> None:
+    for what, v in (("memory limit", r.memory_limit), ("cpu shares", r.cpu_shares),
+                    ("cpu period", r.cpu_period)):
+        if v < 0:
+            raise InvalidSpec(f"{what} {v}: must not be negative")
+    if r.cpu_quota < -1:
+        raise InvalidSpec(f"cpu quota {r.cpu_quota}: must be -1 (none) or more")
+    if r.cpu_period and not 1000 <= r.cpu_period <= 1_000_000:
+        raise InvalidSpec(f"cpu period {r.cpu_period}: must be 1000..1000000 microseconds")
+    if r.cpu_quota > 0 and r.cpu_quota < 1000:
+        raise InvalidSpec(f"cpu quota {r.cpu_quota}: at least 1000 microseconds")
+    for what, v in (("cpuset cpus", r.cpuset_cpus), ("cpuset mems", r.cpuset_mems)):
+        if not _CPUSET.match(v):
+            raise InvalidSpec(f"{what} {short(v)!r}: expected a list like 0-2,4")
+
+
+def check_sysctls(sysctls: dict[str, str], host_network: bool) -> None:
+    """Only namespaced sysctls, and the network's only with a network of the pod's own."""
+    for k, v in sysctls.items():
+        net = k.startswith("net.")
+        if not (net or k in _SYSCTL_IPC or k.startswith("fs.mqueue.")):
+            raise InvalidSpec(f"sysctl {short(k)!r}: not a namespaced sysctl (only net.*, "
+                              f"kernel.shm*/msg*/sem and fs.mqueue.* can be set in a pod)")
+        if net and host_network:
+            raise InvalidSpec(f"sysctl {short(k)!r}: a host-network pod cannot set the "
+                              f"host's network sysctls")
+        if not re.match(r"^[a-z0-9_.\-/]+$", k) or "\n" in v or not v:
+            raise InvalidSpec(f"sysctl {short(k)!r}={short(v)!r}: not a valid setting")
 
 
 def short(s: str, n: int = 80) -> str:

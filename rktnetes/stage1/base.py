@@ -57,7 +57,11 @@ class PodContext:
 
     def cgroup(self, app: App | None = None) -> str:
         """The app's (or the pod's) cgroup path, the same in every hierarchy."""
-        base = f"/rktnetes/{self.manifest.uuid}"
+        parent = self.manifest.cgroup_parent.rstrip("/")
+        # under a parent of the front end's (kubelet's pod cgroup), a child of our own: ours
+        # to remove, the parent not
+        base = f"{parent}/rktnetes-{self.manifest.uuid}" if parent else \
+            f"/rktnetes/{self.manifest.uuid}"
         return f"{base}/{app.name}" if app else base
 
     def journal(self, kind: str, app: str = "", owner: str = "", **data: Any) -> None:
@@ -120,6 +124,10 @@ class Stage1:
         process's: possibly a grandchild, so the caller must be a child subreaper)."""
         raise NotImplementedError
 
+    def update_app(self, ctx: PodContext, app: App) -> None:
+        """Apply the app's (changed) memory and CPU settings to it while it runs."""
+        raise Stage1Error(f"the {self.name} stage1 cannot change an app's resources")
+
     def signal_app(self, ctx: PodContext, app: App, sig: int) -> None:
         raise NotImplementedError
 
@@ -135,10 +143,12 @@ class Stage1:
         """Undo setup_pod. Idempotent."""
 
     def exec_in_app(self, ctx: PodContext, app: App, argv: list[str], tty: bool,
-                    interactive: bool, stdio: tuple[int, int, int] | None = None) -> int:
+                    interactive: bool, stdio: tuple[int, int, int] | None = None,
+                    timeout: float | None = None) -> int:
         """Run a command inside the running app; returns its exit code. stdio: the (stdin,
         stdout, stderr) descriptors it gets; None: ours (stdin only if `interactive`).
-        With `tty`, its stdin/stdout are a terminal's (the caller's, or what stdio gives)."""
+        With `tty`, its stdin/stdout are a terminal's (the caller's, or what stdio gives).
+        timeout: seconds, then the command is killed and TimedOut raised."""
         raise NotImplementedError
 
 

@@ -129,7 +129,9 @@ class DefaultStage1(Stage1):
         binds += podfiles.volume_binds(ctx.dir, ctx.manifest, app)
         inputs = ocispec.SpecInputs(rootfs=ov.target, identity=ident, hostname=ctx.hostname,
                                     namespace_paths=self._ns_paths(ctx), binds=binds,
-                                    cgroups_path=ctx.cgroup(app))
+                                    cgroups_path=ctx.cgroup(app),
+                                    seccomp_profile=_seccomp_profile(app),
+                                    sysctls=dict(ctx.manifest.sysctls))
         spec = ocispec.build_spec(app, image, inputs)
         from rktnetes.fsutil import atomic_write_bytes
 
@@ -152,6 +154,21 @@ class DefaultStage1(Stage1):
             return
         _runtime(ctx).kill(ctx.cid(app), sig)
 
+    def update_app(self, ctx: PodContext, app: App) -> None:
+        from rktnetes.fsutil import atomic_write_bytes
+
+        from . import ocispec
+
+        rt = _runtime(ctx)
+        if not rt.exists(ctx.cid(app)):
+            raise Stage1Error(f"app {app.name} is not running")
+        res = ocispec.limits(app)
+        if "memory" in res:   # runc refuses a limit below the swap limit it set before
+            res["memory"]["swap"] = -1
+        path = ctx.app_dir(app.name) / "resources.json"
+        atomic_write_bytes(path, json.dumps(res).encode(), durable=False)
+        rt.update(ctx.cid(app), path)
+
     def app_exited(self, ctx: PodContext, app: App) -> bool:
         return cgroups.oom_kills(ctx.cgroup(app)) > 0
 
@@ -172,7 +189,8 @@ class DefaultStage1(Stage1):
         cgroups.remove(ctx.cgroup())
 
     def exec_in_app(self, ctx: PodContext, app: App, argv: list[str], tty: bool,
-                    interactive: bool, stdio: tuple[int, int, int] | None = None) -> int:
+                    interactive: bool, stdio: tuple[int, int, int] | None = None,
+                    timeout: float | None = None) -> int:
         rt = _runtime(ctx)
         if not rt.exists(ctx.cid(app)):
             raise Stage1Error(f"app {app.name} is not running")
@@ -180,7 +198,13 @@ class DefaultStage1(Stage1):
         if pid:  # a missing command: one clear line and 127, not the runtime's log line
             check_command(pid, app.name, argv, self._cwd(ctx, app))
         if stdio is not None:
-            return rt.exec(ctx.cid(app), argv, tty, [], stdio=stdio)
+            pid_file = None
+            if timeout is not None:   # one per exec: several may run at once
+                import secrets
+
+                pid_file = ctx.app_dir(app.name) / f"exec-{secrets.token_hex(6)}.pid"
+            return rt.exec(ctx.cid(app), argv, tty, [], stdio=stdio, timeout=timeout,
+                           pid_file=pid_file)
         if interactive or tty:
             return rt.exec(ctx.cid(app), argv, tty, [])
         null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
@@ -206,6 +230,24 @@ class DefaultStage1(Stage1):
                 return str(json.load(f)["process"].get("cwd") or "/")
         except (OSError, ValueError, KeyError, AttributeError, TypeError):
             return "/"
+
+
+def _seccomp_profile(app: App) -> dict | None:
+    """A `localhost/PATH` profile: the host file's JSON (the front end's, as kubelet's
+    seccomp directory holds them)."""
+    if not app.seccomp.startswith("localhost/"):
+        return None
+    path = app.seccomp.removeprefix("localhost/")
+    try:
+        with open(path) as f:
+            prof = json.load(f)
+    except (OSError, ValueError) as e:
+        raise Stage1Error(f"app {app.name}: seccomp profile {path}: "
+                          f"{getattr(e, 'strerror', None) or e}") from None
+    if not isinstance(prof, dict) or "defaultAction" not in prof:
+        raise Stage1Error(f"app {app.name}: seccomp profile {path}: not a seccomp profile "
+                          f"(no defaultAction)")
+    return prof
 
 
 STAGE1 = DefaultStage1()

@@ -14,7 +14,7 @@ import os
 import shutil
 from pathlib import Path
 
-from rktnetes.errors import Stage1Error
+from rktnetes.errors import Stage1Error, TimedOut
 from rktnetes.pod.manifest import App
 
 from . import podfiles
@@ -134,7 +134,8 @@ class FlyStage1(Stage1):
         signal_recorded(ctx, app, sig)
 
     def exec_in_app(self, ctx: PodContext, app: App, argv: list[str], tty: bool,
-                    interactive: bool, stdio: tuple[int, int, int] | None = None) -> int:
+                    interactive: bool, stdio: tuple[int, int, int] | None = None,
+                    timeout: float | None = None) -> int:
         pid = self._pid(ctx, app)
         if not pid or not procs.starttime(pid):
             raise Stage1Error(f"app {app.name} is not running")
@@ -161,8 +162,12 @@ class FlyStage1(Stage1):
         finally:
             if null >= 0:
                 os.close(null)
-        _, status = os.waitpid(child, 0)
-        return procs.exit_code(status)
+        code = procs.wait_exit(child, timeout)
+        if code is None:   # nsenter became the command: killing it ends the command
+            os.kill(child, 9)
+            procs.wait_exit(child)
+            raise TimedOut(f"command timed out after {timeout:g}s")
+        return code
 
 
 STAGE1 = FlyStage1()

@@ -7,11 +7,13 @@ Runtime choice: `RKTNETES_OCI_RUNTIME` in the environment, else `runtime = "..."
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 from pathlib import Path
 
-from rktnetes.errors import Stage1Error
+from rktnetes.errors import Stage1Error, TimedOut
 
 from rktnetes.host import procs
 
@@ -99,6 +101,13 @@ class OCIRuntime:
         if res.returncode != 0 and not _gone(res.err_line) and self.exists(cid):
             raise Stage1Error(f"{self.binary} delete {cid}: {res.err_line}")
 
+    def update(self, cid: str, resources_file: Path) -> None:
+        """`runc update`: apply the OCI `linux.resources` in `resources_file` to a running
+        container's cgroups."""
+        res = procs.run(self._argv("update", "--resources", str(resources_file), cid))
+        if res.returncode != 0:
+            raise Stage1Error(f"{self.binary} update {cid}: {res.err_line}")
+
     def state(self, cid: str) -> dict:
         res = procs.run(self._argv("state", cid))
         if res.returncode != 0:
@@ -106,18 +115,36 @@ class OCIRuntime:
         return json.loads(res.stdout)
 
     def exec(self, cid: str, argv: list[str], tty: bool, env: list[str], cwd: str = "",
-             user: str = "", stdio: tuple[int, int, int] | None = None) -> int:
+             user: str = "", stdio: tuple[int, int, int] | None = None,
+             timeout: float | None = None, pid_file: Path | None = None) -> int:
         """Run a command in the container with our stdio (or `stdio`: stdin, stdout, stderr);
-        returns its exit code."""
+        returns its exit code. After `timeout` seconds the command is killed (its pid is
+        read from `pid_file`, which runc writes) and TimedOut raised."""
         args = ["exec", *(["--tty"] if tty else []), *(f"--env={e}" for e in env)]
         if cwd:
             args.append(f"--cwd={cwd}")
         if user:
             args.append(f"--user={user}")
+        if pid_file is not None:
+            with contextlib.suppress(FileNotFoundError):
+                pid_file.unlink()
+            args.append(f"--pid-file={pid_file}")
         fds = dict(enumerate(stdio)) if stdio is not None else None
         pid = procs.spawn(self._argv(*args, cid, *argv), fds)
-        _, status = os.waitpid(pid, 0)
-        return procs.exit_code(status)
+        code = procs.wait_exit(pid, timeout)
+        if code is not None:
+            return code
+        try:   # runc exec waits for its process: killing that one ends both
+            with contextlib.suppress(OSError, ValueError):
+                os.kill(int(pid_file.read_text().strip()), signal.SIGKILL) if pid_file else None
+            if procs.wait_exit(pid, 2.0) is None:
+                os.kill(pid, signal.SIGKILL)
+                procs.wait_exit(pid)
+        finally:
+            if pid_file is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    pid_file.unlink()
+        raise TimedOut(f"command timed out after {timeout:g}s")
 
 
 def _gone(msg: str) -> bool:

@@ -44,6 +44,7 @@ class BindMount:
     target: str
     source: str
     readonly: bool = False
+    propagation: str = "rprivate"     # or rslave, rshared
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,8 @@ class SpecInputs:
     binds: list[BindMount] = field(default_factory=list)           # /etc files, volumes, /dev/shm
     cgroups_path: str = ""
     arch: str = "amd64"
+    seccomp_profile: dict | None = None    # a localhost profile's contents, read on the host
+    sysctls: dict[str, str] = field(default_factory=dict)
 
 
 def normalize_cap(name: str) -> str:
@@ -125,11 +128,33 @@ def process_env(app: App, image: ImageConfig, identity: Identity, hostname: str)
 
 def resources(app: App) -> dict:
     res: dict = {"devices": [{"allow": False, "access": "rwm"}]}  # the runtime adds its defaults
+    res.update(limits(app))
+    return res
+
+
+def limits(app: App) -> dict:
+    """The app's memory and CPU settings as OCI `linux.resources` (also what `runc update`
+    takes). Explicit CFS values (the CRI's) win over cpu_millis."""
+    res: dict = {}
     if app.memory_limit:
         res["memory"] = {"limit": app.memory_limit}
+    cpu: dict = {}
     if app.cpu_millis:
-        res["cpu"] = {"quota": app.cpu_millis * CPU_PERIOD // 1000, "period": CPU_PERIOD,
-                      "shares": max(2, app.cpu_millis * 1024 // 1000)}
+        cpu = {"quota": app.cpu_millis * CPU_PERIOD // 1000, "period": CPU_PERIOD,
+               "shares": max(2, app.cpu_millis * 1024 // 1000)}
+    if app.cpu_shares:
+        cpu["shares"] = max(2, app.cpu_shares)
+    if app.cpu_quota > 0:
+        cpu["quota"] = app.cpu_quota
+        cpu.setdefault("period", CPU_PERIOD)
+    if app.cpu_period:
+        cpu["period"] = app.cpu_period
+    if app.cpuset_cpus:
+        cpu["cpus"] = app.cpuset_cpus
+    if app.cpuset_mems:
+        cpu["mems"] = app.cpuset_mems
+    if cpu:
+        res["cpu"] = cpu
     return res
 
 
@@ -143,8 +168,11 @@ def mounts(binds: list[BindMount]) -> list[dict]:
          "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
         {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
          "options": ["nosuid", "noexec", "nodev"]},
+        # read-only through readonlyPaths (a read-only bind), not a read-only mount: the
+        # apps of a pod share one sysfs superblock (it is per network namespace), and a
+        # read-only mount would make it read-only for a privileged app as well
         {"destination": "/sys", "type": "sysfs", "source": "sysfs",
-         "options": ["nosuid", "noexec", "nodev", "ro"]},
+         "options": ["nosuid", "noexec", "nodev"]},
         {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
          "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
     ]
@@ -152,7 +180,7 @@ def mounts(binds: list[BindMount]) -> list[dict]:
         out.append({"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
                     "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]})
     for b in binds:
-        opts = ["rbind", "rprivate"] + (["ro"] if b.readonly else [])
+        opts = ["rbind", b.propagation] + (["ro"] if b.readonly else [])
         out.append({"destination": b.target, "type": "bind", "source": b.source, "options": opts})
     return out
 
@@ -161,10 +189,12 @@ def build_spec(app: App, image: ImageConfig, inp: SpecInputs) -> dict:
     """The whole config.json as a dict. Pure: no file or system access."""
     caps = capabilities(app)
     ident = inp.identity
-    ns = [{"type": "pid"}, {"type": "mount"}]
-    for kind in ("network", "ipc", "uts"):
+    ns = [{"type": "mount"}]
+    for kind in ("pid", "network", "ipc", "uts"):
+        if kind == "pid" and app.pid_namespace == "host":
+            continue   # the host's: no namespace of its own
         entry = {"type": kind}
-        if kind in inp.namespace_paths:
+        if kind in inp.namespace_paths and (kind != "pid" or app.pid_namespace == "pod"):
             entry["path"] = inp.namespace_paths[kind]
         ns.append(entry)
     linux: dict = {
@@ -173,10 +203,19 @@ def build_spec(app: App, image: ImageConfig, inp: SpecInputs) -> dict:
     }
     if inp.cgroups_path:
         linux["cgroupsPath"] = inp.cgroups_path
+    if inp.sysctls:
+        linux["sysctl"] = dict(inp.sysctls)
     if not app.privileged:
-        linux["maskedPaths"] = list(MASKED_PATHS)
-        linux["readonlyPaths"] = list(READONLY_PATHS)
-        linux["seccomp"] = seccomp.default_profile(caps, inp.arch)
+        linux["maskedPaths"] = list(MASKED_PATHS if app.masked_paths is None
+                                    else app.masked_paths)
+        linux["readonlyPaths"] = ["/sys"] + list(READONLY_PATHS if app.readonly_paths is None
+                                                 else app.readonly_paths)
+        if app.seccomp.startswith("localhost/"):
+            if inp.seccomp_profile is None:
+                raise Stage1Error(f"app {app.name}: seccomp profile {app.seccomp} not loaded")
+            linux["seccomp"] = inp.seccomp_profile
+        elif app.seccomp != "unconfined":
+            linux["seccomp"] = seccomp.default_profile(caps, inp.arch)
     spec = {
         "ociVersion": "1.0.2",
         "process": {
@@ -194,6 +233,8 @@ def build_spec(app: App, image: ImageConfig, inp: SpecInputs) -> dict:
         "mounts": mounts(inp.binds),
         "linux": linux,
     }
+    if app.pid_namespace == "pod" and "pid" not in inp.namespace_paths:
+        raise Stage1Error(f"app {app.name}: this pod has no PID namespace to share")
     if "uts" not in inp.namespace_paths:
         spec["hostname"] = inp.hostname  # only a private UTS namespace may be given a name
     if app.privileged:

@@ -50,5 +50,5 @@ def volume_binds(pod_dir: Path, m: PodManifest, app: App) -> list[BindMount]:
         else:
             raise Stage1Error(f"volume {vol.name}: unknown kind {vol.kind!r}")
         ro = vol.readonly if mnt.readonly is None else mnt.readonly
-        out.append(BindMount(mnt.target, src, ro))
+        out.append(BindMount(mnt.target, src, ro, mnt.propagation or "rprivate"))
     return out

@@ -41,6 +41,11 @@ class LogPump:
         self.owners[fd] = app
         self.poll.register(fd, select.POLLIN)
 
+    def relog(self, app: str, log_fd: int) -> None:
+        """Write the app's streams to `log_fd` from now on (its log was reopened)."""
+        for fd in self.fds_of(app):
+            self.streams[fd][0].fd = log_fd
+
     def fds_of(self, app: str) -> list[int]:
         return [fd for fd, owner in self.owners.items() if owner == app]
 

@@ -36,9 +36,10 @@ from rktnetes.logs.cri import FULL, format_line
 # the pod directory's files, states and state fields: the one spelling stage0 uses too
 from rktnetes.pod.protocol import APP_STATE as APP_STATE_FILE
 from rktnetes.pod.protocol import APP_STATE_FIELDS as APP_STATE
-from rktnetes.pod.protocol import (APP_LOG, APPS_LOCK, CREATED,
-                                   EXITED, EXITED_GARBAGE, MANIFEST, RUN,
-                                   RUNNING, START_ERROR, STATE, app_dir, state_path,
+from rktnetes.pod.protocol import (APPS_LOCK, CREATED,
+                                   EXITED, EXITED_GARBAGE, MANIFEST, REOPEN_LOG_REQUEST, RUN,
+                                   RUNNING, START_ERROR, STATE, app_dir, app_log_path,
+                                   state_path,
                                    write_json)
 from rktnetes.pod.protocol import read_json as _read_json
 
@@ -215,14 +216,35 @@ class Monitor:
         log_fd = -1
         if not app.get("interactive"):
             os.makedirs(self.app_dir(app["name"]), exist_ok=True)
-            log_fd = os.open(os.path.join(self.app_dir(app["name"]), APP_LOG),
-                             os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+            log_fd = self.open_log(app)
         run = AppRun(app, st, log_fd)
         if not st["created_at"]:
             st["created_at"] = time.time()
             self.save_app_state(run)
         self.runs[app["name"]] = run
         return run
+
+    def open_log(self, app: dict) -> int:
+        """The app's log, opened for appending; a log_path's directory is made if missing
+        (kubelet's), and a log that cannot be opened is no log rather than no pod."""
+        path = app_log_path(self.app_dir(app["name"]), app)
+        try:
+            if app.get("log_path"):
+                os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+            return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        except OSError as e:
+            _echo(2, f"rkt: app {app['name']}: cannot open its log {path}: {e}\n".encode())
+            return -1
+
+    def reopen_log(self, run: AppRun) -> None:
+        """kubelet rotated the log away: write a new one where it was."""
+        fd = self.open_log(run.app)
+        if fd < 0:
+            return
+        self.pump.relog(run.name, fd)
+        if run.log_fd >= 0:
+            os.close(run.log_fd)
+        run.log_fd = fd
 
     def start(self, run: AppRun) -> bool:
         interactive = bool(run.app.get("interactive"))
@@ -367,6 +389,10 @@ class Monitor:
             if stopped:
                 self.stop_app(run, timeout, False)
                 requests.done(adir, "stop")
+            if requests.pending(adir, REOPEN_LOG_REQUEST):
+                if not run.app.get("interactive"):
+                    self.reopen_log(run)
+                requests.done(adir, "reopen-log")
             if requests.app_start(adir):
                 if not run.running and run.st["state"] == CREATED and not stopped:
                     if self.stopping:

@@ -8,7 +8,7 @@ import fcntl
 import os
 
 from rktnetes.pod.protocol import (APP_STOP_REQUEST, APPS_LOCK, START_REQUEST, STOP_REQUEST,
-                                   read_json)
+                                   app_request, read_json)
 
 DEFAULT_STOP_TIMEOUT = 10.0
 MAX_STOP_TIMEOUT = 86400.0 * 365
@@ -50,10 +50,14 @@ def app_start(app_dir: str) -> bool:
     return os.path.exists(os.path.join(app_dir, START_REQUEST))
 
 
+def pending(app_dir: str, name: str) -> bool:
+    return os.path.exists(os.path.join(app_dir, name))
+
+
 def done(app_dir: str, what: str) -> None:
     """Acted on: the request's absence tells the `rkt app` command waiting for it."""
     try:
-        os.unlink(os.path.join(app_dir, START_REQUEST if what == "start" else APP_STOP_REQUEST))
+        os.unlink(os.path.join(app_dir, app_request(what)))
     except FileNotFoundError:
         pass
 

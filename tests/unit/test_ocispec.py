@@ -98,3 +98,54 @@ def test_users_resolve():
         users.resolve("nobody-here", "", passwd, group)
     with pytest.raises(Stage1Error):
         users.resolve("0", "nogroup", passwd, group)
+
+
+# -- what the CRI sets beyond the CLI's flags ------------------------------------------------
+
+def _app(**kw) -> App:
+    return App("a", "sha256:x", "img", exec=["/bin/a"], **kw)
+
+
+def test_explicit_cfs_settings_win_over_millicores():
+    lim = ocispec.limits(_app(cpu_millis=500, cpu_shares=100, cpu_quota=20_000,
+                              cpu_period=50_000, cpuset_cpus="0-1", memory_limit=1 << 20))
+    assert lim == {"memory": {"limit": 1 << 20},
+                   "cpu": {"quota": 20_000, "period": 50_000, "shares": 100, "cpus": "0-1"}}
+    assert ocispec.limits(_app(cpu_millis=500))["cpu"] == {"quota": 50_000, "period": 100_000,
+                                                           "shares": 512}
+    assert ocispec.limits(_app()) == {}
+
+
+def test_pid_namespace_modes():
+    def pid_entry(app, ns=NS):
+        return [n for n in spec(app, ns=ns)["linux"]["namespaces"] if n["type"] == "pid"]
+
+    assert pid_entry(_app()) == [{"type": "pid"}]                       # its own
+    assert pid_entry(_app(pid_namespace="host")) == []                  # the host's
+    with_pid = {**NS, "pid": "/proc/9/ns/pid"}
+    assert pid_entry(_app(pid_namespace="pod"), with_pid) == [{"type": "pid",
+                                                              "path": "/proc/9/ns/pid"}]
+    assert pid_entry(_app(), with_pid) == [{"type": "pid"}]             # not shared unless asked
+    with pytest.raises(Stage1Error, match="no PID namespace"):
+        spec(_app(pid_namespace="pod"))
+
+
+def test_seccomp_masked_paths_and_a_read_only_sys():
+    lx = spec(_app(seccomp="unconfined", masked_paths=[], readonly_paths=["/proc/x"]))["linux"]
+    assert "seccomp" not in lx and lx["maskedPaths"] == []
+    assert lx["readonlyPaths"] == ["/sys", "/proc/x"]      # /sys read-only whatever is given
+    sysfs = next(m for m in spec(_app())["mounts"] if m["destination"] == "/sys")
+    assert "ro" not in sysfs["options"]    # a read-only bind, not a read-only superblock
+    priv = spec(_app(privileged=True))["linux"]
+    assert "readonlyPaths" not in priv and "seccomp" not in priv
+    with pytest.raises(Stage1Error, match="not loaded"):
+        spec(_app(seccomp="localhost//p.json"))
+
+
+def test_mount_propagation_and_sysctls():
+    s = build_spec(_app(), IMAGE, SpecInputs(
+        rootfs="/r", identity=users.Identity(0, 0, [], "/"), hostname="h", namespace_paths=NS,
+        binds=[BindMount("/d", "/host/d", False, "rslave")], sysctls={"net.core.somaxconn": "9"}))
+    bind = next(m for m in s["mounts"] if m["destination"] == "/d")
+    assert bind["options"][:2] == ["rbind", "rslave"]
+    assert s["linux"]["sysctl"] == {"net.core.somaxconn": "9"}
