@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 
-MODULES = ("fetch_cmd", "image_cmd", "run_cmds", "pod_cmds", "api_cmd", "app_cmds")
+MODULES = ("fetch_cmd", "image_cmd", "run_cmds", "pod_cmds", "api_cmd", "cri_cmd", "app_cmds")
 
 # Every top-level command but `help` -> the module that registers it. A unit test checks this
 # against what the modules register.
@@ -21,6 +21,7 @@ COMMANDS = {
     "list": "pod_cmds", "status": "pod_cmds", "stop": "pod_cmds", "rm": "pod_cmds",
     "enter": "pod_cmds", "cat-manifest": "pod_cmds", "logs": "pod_cmds", "gc": "pod_cmds",
     "api-service": "api_cmd",
+    "cri": "cri_cmd",
     "app": "app_cmds",
 }
 
