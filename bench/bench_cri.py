@@ -268,7 +268,12 @@ def main(argv: list[str] | None = None) -> int:
             **spec.config, "Entrypoint": ["/bin/sleep", "2147483647"], "Cmd": []})
         layout.add_image(pause, "pause")
         image = reg.push(layout.path, "1", "library/busybox:1")
-        pull_ref = reg.push(layout.path, "1", "library/pulled:1")
+        # pulled and removed each round: an image of its own (removing an image removes
+        # every name it has, in both runtimes), the busybox layer plus a small one
+        pulled = builder.ImageSpec(layers=spec.layers + [builder.tar_entries([])],
+                                   config={**spec.config, "Labels": {"bench": "pull"}})
+        layout.add_image(pulled, "pulled")
+        pull_ref = reg.push(layout.path, "pulled", "library/pulled:1")
         pause_ref = reg.push(layout.path, "pause", "library/pause:1")
         rk = Rktnetes(work / "rkt-cri.sock")
         rk.start(work, reg.address)

@@ -147,6 +147,7 @@ def _setup_logging(debug: bool) -> None:
 HINTS = {
     "command": "give one with --exec",
     "flavor": "use --stage1=default",
+    "pull-never": "--pull-policy=never forbids fetching it",
 }
 
 

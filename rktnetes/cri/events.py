@@ -56,6 +56,7 @@ class Watcher(threading.Thread):
         super().__init__(name="cri-events", daemon=True)
         self.hub, self.snapshot, self.interval = hub, snapshot, interval
         self.known: dict[str, int] = {}
+        self.makers: dict = {}
         self.done = threading.Event()
         self.mu = threading.Lock()
 
@@ -74,12 +75,15 @@ class Watcher(threading.Thread):
             first = {}
         with self.mu:
             self.known = {cid: s for cid, (s, _) in first.items()}
+            self.makers = {cid: m for cid, (_, m) in first.items()}
         while not self.done.wait(self.interval):
-            try:
-                now = self.snapshot()
-            except Exception:  # noqa: BLE001
-                continue
+            # under the lock: a state noted meanwhile by a call is never compared with an
+            # older snapshot
             with self.mu:
+                try:
+                    now = self.snapshot()
+                except Exception:  # noqa: BLE001
+                    continue
                 for cid, (state, make) in now.items():
                     was = self.known.get(cid)
                     if was != state:
@@ -90,9 +94,15 @@ class Watcher(threading.Thread):
                         self.known[cid] = state
                 for cid in [c for c in self.known if c not in now]:
                     del self.known[cid]
-                    self.hub.publish(pb.ContainerEventResponse(
-                        container_id=cid, container_event_type=pb.CONTAINER_DELETED_EVENT,
-                        created_at=time.time_ns()))
+                    make = self.makers.get(cid)
+                    try:   # with its sandbox's status, as kubelet needs it
+                        ev = make(pb.CONTAINER_DELETED_EVENT)
+                    except Exception:  # noqa: BLE001 - its pod is gone too
+                        ev = pb.ContainerEventResponse(
+                            container_id=cid, container_event_type=pb.CONTAINER_DELETED_EVENT,
+                            created_at=time.time_ns())
+                    self.hub.publish(ev)
+                self.makers = {cid: m for cid, (_, m) in now.items()}
 
     def stop(self) -> None:
         self.done.set()

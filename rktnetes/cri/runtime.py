@@ -33,7 +33,7 @@ from .inventory import Container, Inventory, Sandbox
 from .listing import chunks, matches
 
 CRI_VERSION = "v1"
-EXEC_OUTPUT_LIMIT = 16 << 20      # per stream, as kubelet's gRPC message limit
+EXEC_OUTPUT_LIMIT = (16 << 20) - (64 << 10)   # both streams, within kubelet's 16 MiB messages
 
 
 class Unimplemented(RktError):
@@ -75,6 +75,19 @@ class RuntimeService(pb_grpc.RuntimeServiceServicer):
             pod_sandbox_status=views.sandbox_status(c.sandbox),
             containers_statuses=[views.container_status(x)
                                  for x in self.inv.containers([c.sandbox])])
+
+    def _sandbox_event(self, sb: Sandbox, kind: int, cid: str = "",
+                       status: pb.PodSandboxStatus | None = None) -> None:
+        """An event about the sandbox itself (container_id = its id, as kubelet's evented PLEG
+        expects) or a container of it that is gone; `status`: the sandbox's, taken before it
+        went."""
+        if status is None:
+            with contextlib.suppress(RktError, OSError):
+                sb.pod.refresh()
+            status = views.sandbox_status(sb)
+        self.hub.publish(pb.ContainerEventResponse(
+            container_id=cid or sb.pod.uuid, container_event_type=kind,
+            created_at=time.time_ns(), pod_sandbox_status=status))
 
     def _announce(self, c: Container, kind: int) -> None:
         sb = self.inv.sandbox(c.sandbox.pod.uuid)
@@ -153,6 +166,10 @@ class RuntimeService(pb_grpc.RuntimeServiceServicer):
                 if (o.name, o.namespace, o.uid, o.attempt) == key[1:]:
                     raise AlreadyExists(f"{what} already exists: {sb.pod.uuid}")
             pod = stage0_apps.sandbox(self.paths, spec, discard_failed=True)
+        with contextlib.suppress(RktError, OSError):
+            sb = self.inv.sandbox(pod.uuid)
+            self._sandbox_event(sb, pb.CONTAINER_CREATED_EVENT)
+            self._sandbox_event(sb, pb.CONTAINER_STARTED_EVENT)
         return pb.RunPodSandboxResponse(pod_sandbox_id=pod.uuid)
 
     def _find_sandbox(self, sid: str) -> Sandbox | None:
@@ -177,6 +194,8 @@ class RuntimeService(pb_grpc.RuntimeServiceServicer):
         for c in running:
             with contextlib.suppress(RktError, OSError):
                 self._announce(c, pb.CONTAINER_STOPPED_EVENT)
+        with contextlib.suppress(RktError, OSError):
+            self._sandbox_event(sb, pb.CONTAINER_STOPPED_EVENT)
         return pb.StopPodSandboxResponse()
 
     @guarded
@@ -185,14 +204,14 @@ class RuntimeService(pb_grpc.RuntimeServiceServicer):
         if sb is None:
             return pb.RemovePodSandboxResponse()
         gone = self.inv.containers([sb])
+        last = views.sandbox_status(sb)
         with self.inv.lock(sb.pod.uuid):
             stage0_apps.remove_pod(self.paths, sb.pod, force=True)
         self.inv.forget(sb.pod.uuid)
         for c in gone:
             self.watcher.note(c.id, None)
-            self.hub.publish(pb.ContainerEventResponse(
-                container_id=c.id, container_event_type=pb.CONTAINER_DELETED_EVENT,
-                created_at=time.time_ns()))
+            self._sandbox_event(sb, pb.CONTAINER_DELETED_EVENT, c.id, last)
+        self._sandbox_event(sb, pb.CONTAINER_DELETED_EVENT, status=last)
         return pb.RemovePodSandboxResponse()
 
     @guarded
@@ -244,9 +263,9 @@ class RuntimeService(pb_grpc.RuntimeServiceServicer):
         md = cfg.metadata
         key = ("container", sb.pod.uuid, md.name, md.attempt)
         what = f"container {md.name} (attempt {md.attempt}) in sandbox {sb.pod.uuid}"
-        for v in volumes:   # as containerd: a missing host path is made a directory
-            if not os.path.lexists(v.source):
-                os.makedirs(v.source, exist_ok=True)
+        for v in volumes:   # the CRI: a host path that does not exist is an error
+            if not os.path.exists(v.source):
+                raise InvalidSpec(f"mount: host path {v.source} does not exist")
         with self._reserve(key, what), self.inv.lock(sb.pod.uuid):
             for c in self.inv.containers([self.inv.sandbox(sb.pod.uuid)]):
                 o = views.container_config(c).metadata
@@ -272,13 +291,12 @@ class RuntimeService(pb_grpc.RuntimeServiceServicer):
     def StopContainer(self, request, context):
         c = self.inv.container(request.container_id)
         was = views.container(c).state
-        try:
-            stage0_apps.stop(self.paths, c.sandbox.pod, c.id, timeout=max(0, request.timeout))
-        except NotRunning:
-            pass                   # the sandbox stopped: so did the container
-        except PodError as e:
-            if "has not been started" not in str(e):
-                raise
+        if was in (pb.CONTAINER_RUNNING, pb.CONTAINER_UNKNOWN):
+            try:
+                stage0_apps.stop(self.paths, c.sandbox.pod, c.id,
+                                 timeout=max(0, request.timeout))
+            except NotRunning:
+                pass                   # the sandbox stopped: so did the container
         if was == pb.CONTAINER_RUNNING:
             with contextlib.suppress(RktError, OSError):
                 self._announce(c, pb.CONTAINER_STOPPED_EVENT)
@@ -291,6 +309,7 @@ class RuntimeService(pb_grpc.RuntimeServiceServicer):
         except NotFoundError:
             return pb.RemoveContainerResponse()
         pod = c.sandbox.pod
+        last = views.sandbox_status(c.sandbox)
         try:
             stage0_apps.rm(self.paths, pod, c.id, force=True)
         except NotRunning:
@@ -298,9 +317,7 @@ class RuntimeService(pb_grpc.RuntimeServiceServicer):
         except NotFoundError:
             pass
         self.watcher.note(c.id, None)
-        self.hub.publish(pb.ContainerEventResponse(
-            container_id=c.id, container_event_type=pb.CONTAINER_DELETED_EVENT,
-            created_at=time.time_ns()))
+        self._sandbox_event(c.sandbox, pb.CONTAINER_DELETED_EVENT, c.id, last)
         return pb.RemoveContainerResponse()
 
     def _containers(self, f: pb.ContainerFilter) -> list[pb.Container]:
@@ -333,6 +350,8 @@ class RuntimeService(pb_grpc.RuntimeServiceServicer):
     @guarded
     def UpdateContainerResources(self, request, context):
         c = self.inv.container(request.container_id)
+        if not request.HasField("linux"):
+            return pb.UpdateContainerResourcesResponse()   # nothing for Linux to change
         res = translate.resources(request.linux)
         stage0_apps.update_resources(self.paths, c.sandbox.pod, c.id, res)
         return pb.UpdateContainerResourcesResponse()
@@ -373,8 +392,11 @@ class RuntimeService(pb_grpc.RuntimeServiceServicer):
             os.close(null)
             out.finish()
             err.finish()
-        return pb.ExecSyncResponse(stdout=out.data, stderr=err.data + err.extra,
-                                   exit_code=code)
+        # the rest is discarded, as the CRI says: stdout and stderr together stay within
+        # kubelet's 16 MiB message limit
+        stdout = out.data[:EXEC_OUTPUT_LIMIT]
+        stderr = (err.data + err.extra)[:EXEC_OUTPUT_LIMIT - len(stdout)]
+        return pb.ExecSyncResponse(stdout=stdout, stderr=stderr, exit_code=code)
 
     # streaming is the next step (issue 13): exec, attach and port-forward over SPDY/WebSocket
     @guarded

@@ -44,9 +44,10 @@ class Running:
 
 
 def start(paths: Paths, listen: str = DEFAULT_LISTEN, options: Options | None = None,
-          workers: int = 64) -> Running:
+          workers: int = 256) -> Running:
     runtime = RuntimeService(paths, options or Options())
-    # kubelet's workers call at once; event streams hold a worker each
+    # kubelet's workers call at once; event streams, stops (a grace period) and execs hold a
+    # worker each: enough that Status and the lists never queue behind them
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cri"),
                          options=[("grpc.so_reuseport", 0),
                                   ("grpc.max_send_message_length", MAX_MESSAGE),

@@ -1,7 +1,7 @@
 """CRI messages into stage0's typed requests: a PodSandboxConfig into a PodSpec, a
 ContainerConfig into an AppSpec. Pure functions of the messages (and the sandbox's recorded
-config); what cannot be honoured is refused here with one line (INVALID_ARGUMENT), never
-silently dropped.
+config); what cannot be honoured is refused here with one line (INVALID_ARGUMENT). Not
+applied, and said so in the README: oom_score_adj, swap, hugepage and `unified` limits.
 
 The whole config as kubelet sent it is kept in the pod's (or app's) `origin`, so that statuses
 report metadata, labels and annotations exactly as given, and a restarted server finds them.
@@ -103,9 +103,11 @@ def sandbox_spec(cfg: pb.PodSandboxConfig, handler: str, handlers: list[str],
         "IgnoreUnknown": "1", "K8S_POD_NAMESPACE": md.namespace, "K8S_POD_NAME": md.name,
         "K8S_POD_UID": md.uid})]
     dns = cfg.dns_config
-    hostname = cfg.hostname
+    # a host-network pod has the node's name (kubelet sends none), as containerd gives it
+    hostname = "" if hostnet else cfg.hostname
     return PodSpec(
         apps=[], stage1=stage1, sandbox=True, hostname=hostname, networks=networks,
+        host_uts=hostnet,
         ports=ports,
         dns=list(dns.servers) or ([] if hostnet else ["host"]),
         dns_search=list(dns.searches), dns_options=list(dns.options),
@@ -141,7 +143,9 @@ def _seccomp(sc: pb.LinuxContainerSecurityContext) -> str:
             return "localhost/" + sc.seccomp.localhost_ref
         return ""
     old = sc.seccomp_profile_path   # deprecated spelling, still sent by older kubelets
-    if old in ("", "runtime/default", "docker/default"):
+    if old == "":
+        return "unconfined"         # the CRI: "" is identical with unconfined
+    if old in ("runtime/default", "docker/default"):
         return ""
     if old == "unconfined" or old.startswith("localhost/"):
         return old
@@ -243,6 +247,8 @@ def container_spec(cid: str, cfg: pb.ContainerConfig, sandbox: pb.PodSandboxConf
         stop_signal=_stop_signal(cfg.stop_signal),
         log_path=log_path,
         seccomp="unconfined" if sc.privileged else _seccomp(sc),
+        # on the wire an empty list cannot be told from none given: the defaults then, as
+        # containerd keeps them (kubelet sends its defaults for the Default procMount)
         masked_paths=list(sc.masked_paths) or None,
         readonly_paths=list(sc.readonly_paths) or None,
         pid_namespace=pid_ns,

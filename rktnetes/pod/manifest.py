@@ -118,6 +118,7 @@ class PodManifest:
     dns_options: list[str] = field(default_factory=list)
     hosts_entries: dict[str, list[str]] = field(default_factory=dict)  # ip -> names
     sandbox: bool = False          # `rkt app sandbox`: lives until stopped, apps come and go
+    host_uts: bool = False         # the host's UTS namespace and name (a CRI host-network pod)
     cgroup_parent: str = ""        # the pod's cgroup goes under this one ("": /rktnetes)
     sysctls: dict[str, str] = field(default_factory=dict)   # namespaced ones, set in the pod
     origin: dict[str, Any] = field(default_factory=dict)    # the front end's own record

@@ -62,7 +62,8 @@ def sandbox(paths: Paths, spec: PodSpec, uuid_file: str = "", hold_interrupts=No
     from .run import run_pod
 
     pod, _ = run_pod(paths, replace(spec, apps=[], sandbox=True), detach=True,
-                     uuid_file=uuid_file, hold_interrupts=hold_interrupts)
+                     uuid_file=uuid_file, hold_interrupts=hold_interrupts,
+                     discard_failed=discard_failed)
     pod.refresh()
     ps = pod.pod_state()
     if pod.state != RUN or not ps.ready:

@@ -54,8 +54,8 @@ def fetch(paths: Paths, ref_string: str, pull_policy: str = "update", insecure_h
         if rec is not None:
             return rec
         if pull_policy == "never":
-            raise NotFoundError(f"image {ref.normalized()} is not in the store "
-                                "(--pull-policy=never forbids fetching it)")
+            raise NotFoundError(f"image {ref.normalized()} is not in the store",
+                                hint="pull-never")
     paths.secure()
     with store.gc_lock.held(shared=True):
         if ref.transport == "docker":

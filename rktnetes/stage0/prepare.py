@@ -258,6 +258,7 @@ def build_manifest(paths: Paths, spec: PodSpec, pull: PullOptions | None = None)
                        dns_options=list(spec.dns_options),
                        hosts_entries={k: list(v) for k, v in spec.hosts_entries.items()},
                        sandbox=spec.sandbox, cgroup_parent=spec.cgroup_parent,
+                       host_uts=spec.host_uts,
                        sysctls=dict(spec.sysctls), origin=dict(spec.origin))
 
 

@@ -181,10 +181,10 @@ def wait_started(pod: Pod, proc: subprocess.Popen, timeout: float = START_TIMEOU
 
 
 def run_pod(paths: Paths, spec, pull=None, detach: bool = False, uuid_file: str = "",
-            hold_interrupts=None) -> tuple[Pod, int]:
+            hold_interrupts=None, discard_failed: bool = False) -> tuple[Pod, int]:
     """The whole of `rkt run`, and of a sandbox's start: prepare the pod, run it, and remove it
-    if it never ran. Returns the pod and its exit code (foreground: once it has exited;
-    detached: 0 once it started)."""
+    if it never ran (`discard_failed`: also if it failed while starting). Returns the pod and
+    its exit code (foreground: once it has exited; detached: 0 once it started)."""
     from rktnetes.pod.store import PREPARED as _PREPARED
 
     from .prepare import discard, prepare
@@ -199,6 +199,11 @@ def run_pod(paths: Paths, spec, pull=None, detach: bool = False, uuid_file: str 
             discard(paths, pod, lock)  # never ran: leave nothing behind
         else:
             lock.close()
+            if discard_failed:
+                from .apps import remove_pod
+
+                with contextlib.suppress(Exception):   # the start's error is the one to tell
+                    remove_pod(paths, pod, force=True)
         raise
     return pod, code
 

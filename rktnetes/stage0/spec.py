@@ -102,6 +102,7 @@ class PodSpec:
     interactive: bool = False                     # one app, attached to the caller's stdin
     tty: bool = False                             # ... which is a terminal
     sandbox: bool = False                         # a mutable pod: apps come and go
+    host_uts: bool = False                        # the host's hostname (no UTS namespace)
     cgroup_parent: str = ""                       # a cgroup path the pod's goes under
     sysctls: dict[str, str] = field(default_factory=dict)
     origin: dict = field(default_factory=dict)    # the front end's record, kept with the pod

@@ -46,6 +46,8 @@ class PodContext:
 
     @property
     def hostname(self) -> str:
+        if self.manifest.host_uts:
+            return os.uname().nodename
         return self.manifest.hostname or f"rkt-{self.manifest.uuid}"
 
     def app_dir(self, name: str) -> Path:

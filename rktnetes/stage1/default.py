@@ -56,9 +56,13 @@ class DefaultStage1(Stage1):
         # loopback only); the host's own for a host-network pod; a fresh loopback-only one
         # when neither was given (a pod set up without the networking code).
         host_net = ctx.manifest.host_network and not netns
+        host_uts = ctx.manifest.host_uts and host_net
 
         def enter_namespaces() -> None:
             os.setsid()  # out of the terminal's process group: ^C is for the monitor
+            if host_uts:   # the host's name too (a Kubernetes host-network pod)
+                ns.unshare(ns.CLONE_NEWIPC)
+                return
             if netns:
                 ns.setns(netns, ns.CLONE_NEWNET)
                 ns.unshare(ns.CLONE_NEWIPC | ns.CLONE_NEWUTS)

@@ -239,4 +239,10 @@ def build_spec(app: App, image: ImageConfig, inp: SpecInputs) -> dict:
         spec["hostname"] = inp.hostname  # only a private UTS namespace may be given a name
     if app.privileged:
         linux["resources"]["devices"] = [{"allow": True, "access": "rwm"}]
+        # as the CRI defines privileged: the host's devices, a writable cgroupfs
+        for m in spec["mounts"]:
+            if m["destination"] == "/dev":
+                m.update(type="bind", source="/dev", options=["rbind", "rprivate"])
+            elif m["destination"] == "/sys/fs/cgroup":
+                m["options"] = [o for o in m["options"] if o != "ro"]
     return spec

@@ -236,6 +236,7 @@ def test_host_network_dns_hostname_and_sysctls(cri):
     hsid, hcfg = sandbox(cri, "hostnet", host_network=True)
     assert c.sandbox_status(hsid).network.ip == ""
     hcid = c.run(hsid, sleeper(cri), hcfg)
+    assert out(cri, hcid, "hostname").strip() == os.uname().nodename   # the node's name
     with open("/proc/net/dev") as f:
         host_ifaces = {line.split(":")[0].strip() for line in f.readlines()[2:]}
     inside = {line.split(":")[0].strip()
@@ -279,7 +280,7 @@ def test_container_config_is_honoured(cri, tmp_path):
                          pb.KeyValue(key="PATH", value="/bin:/usr/bin")],
                    mounts=[pb.Mount(container_path="/data", host_path=str(rw)),
                            pb.Mount(container_path="/config", host_path=str(ro), readonly=True),
-                           pb.Mount(container_path="/made", host_path=str(tmp_path / "new"))])
+                           ])
     cid = c.run(sid, cfg1, cfg)
     uid, gid, *groups = out(cri, cid, "id -u; id -g; id -G").split()
     # the image's /etc/group puts user 1000 in group 100 too: kept, as containerd does
@@ -291,9 +292,13 @@ def test_container_config_is_honoured(cri, tmp_path):
     assert (rw / "x").read_text() == "written\n"
     assert out(cri, cid, "cat /config/file") == "from the host\n"
     assert c.exec_sync(cid, ["touch", "/config/y"]).exit_code != 0
-    assert (tmp_path / "new").is_dir()          # a missing host path is made, as containerd does
     st = c.status(cid)
-    assert [m.container_path for m in st.mounts] == ["/data", "/config", "/made"]
+    assert [m.container_path for m in st.mounts] == ["/data", "/config"]
+    missing = sleeper(cri, "missing", mounts=[pb.Mount(container_path="/m",
+                                                       host_path=str(tmp_path / "none"))])
+    code, msg = code_of(c.create, sid, missing)          # the CRI: an error, not a new dir
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "does not exist" in msg
+    assert not (tmp_path / "none").exists()
     assert st.log_path == str(cri.logs / "config" / "configured" / "0.log")
     c.teardown(sid)
 
@@ -320,9 +325,12 @@ def test_capabilities_privileged_masked_paths_and_seccomp(cri):
                                    drop_capabilities=["CHOWN"]))), cfg)
     eff = _cap_eff(cri, netadmin)
     assert eff & (1 << 12) and not eff & (1 << 0)      # CAP_NET_ADMIN 12, CAP_CHOWN 0
-    default = c.run(sid, sleeper(cri, "defaults"), cfg)
+    default = c.run(sid, sleeper(cri, "defaults", security=pb.LinuxContainerSecurityContext(
+        seccomp=pb.SecurityProfile(profile_type=pb.SecurityProfile.RuntimeDefault))), cfg)
     assert not _cap_eff(cri, default) & (1 << 12)
     assert _seccomp_mode(cri, default) == "2"          # a filter: the default profile
+    unset = c.run(sid, sleeper(cri, "unset"), cfg)
+    assert _seccomp_mode(cri, unset) == "0"            # none given: unconfined, as the CRI says
     assert "ro" in out(cri, default, "grep ' /sys ' /proc/mounts | tail -1").split()[3].split(",")
     masked = next(p for p in ("/proc/keys", "/proc/timer_list", "/proc/kcore")
                   if os.path.exists(p))        # what this kernel has of the masked paths
@@ -335,6 +343,7 @@ def test_capabilities_privileged_masked_paths_and_seccomp(cri):
     priv = c.run(sid, sleeper(cri, "privileged", security=pb.LinuxContainerSecurityContext(
         privileged=True)), cfg)
     assert _cap_eff(cri, priv) & (1 << 21)              # CAP_SYS_ADMIN
+    assert set(os.listdir("/dev")) <= set(out(cri, priv, "ls -a /dev").split())  # the host's
     assert _seccomp_mode(cri, priv) == "0"
     assert "rw" in out(cri, priv, "grep ' /sys ' /proc/mounts | tail -1").split()[3].split(",")
     c.teardown(sid)

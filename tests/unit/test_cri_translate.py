@@ -66,6 +66,7 @@ def test_sandbox_spec_host_network_and_refusals():
     cfg.port_mappings.append(pb.PortMapping(container_port=80, host_port=80))
     spec = t.sandbox_spec(cfg, "", HANDLERS, "default")
     assert [n.name for n in spec.networks] == ["host"] and spec.ports == []
+    assert spec.host_uts and spec.hostname == ""        # the node's name
     ipc = sandbox()
     ipc.linux.security_context.namespace_options.CopyFrom(
         pb.NamespaceOption(pid=pb.CONTAINER, ipc=pb.NODE))
@@ -148,7 +149,8 @@ def test_container_spec():
         ("0", "5", True, True)                              # uid 0 given is not "none given"
     assert spec.log_path == "/var/log/pods/ns_web_u1/app/2.log"
     assert spec.stop_signal == "SIGRTMIN+3"
-    assert spec.restart == "never" and spec.seccomp == "" and spec.pid_namespace == ""
+    # no seccomp given is unconfined, as the CRI defines it (kubelet always says which)
+    assert spec.restart == "never" and spec.seccomp == "unconfined" and spec.pid_namespace == ""
     assert (spec.resources.memory_limit, spec.resources.cpu_shares, spec.resources.cpu_quota,
             spec.resources.cpuset_cpus) == (1 << 20, 100, 0, "0")
     assert [(v.source, v.readonly) for v in vols] == [("/srv/data", False), ("/srv/ro", True)]
@@ -167,6 +169,9 @@ def test_container_spec_security_choices():
     old, _ = t.container_spec("c" * 32, _container(seccomp_profile_path="unconfined"),
                               sandbox(), DEFAULT, EVERY)
     assert old.seccomp == "unconfined"
+    rd, _ = t.container_spec("c" * 32, _container(seccomp=pb.SecurityProfile(
+        profile_type=pb.SecurityProfile.RuntimeDefault)), sandbox(), DEFAULT, EVERY)
+    assert rd.seccomp == ""          # the default profile
     host, _ = t.container_spec("c" * 32, _container(namespace_options=pb.NamespaceOption(
         pid=pb.NODE)), sandbox(), DEFAULT, EVERY)
     assert host.pid_namespace == "host"
