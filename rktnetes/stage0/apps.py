@@ -42,6 +42,7 @@ from rktnetes.supervise import control
 
 from . import prepare as prep
 from .appspec import default_app_name
+from .rm import remove_pod
 from .spec import AppSpec, InvalidSpec, PodSpec, PullOptions, Resources, check_app, check_name
 from .status import AppStatus
 
@@ -72,22 +73,6 @@ def sandbox(paths: Paths, spec: PodSpec, uuid_file: str = "", hold_interrupts=No
             remove_pod(paths, pod, force=True)
         raise PodError(f"sandbox {pod.uuid} failed to start: {why}")
     return pod
-
-
-def remove_pod(paths: Paths, pod: Pod, force: bool = True, timeout: float = 10.0) -> None:
-    """Stop the pod if it runs (`force`: at once), then remove it."""
-    from .rm import rm as rm_pod
-    from .stop import stop as stop_pod
-
-    with contextlib.suppress(NotRunning):
-        stop_pod(paths, pod, timeout=0 if force else timeout, force=force)
-    try:
-        pod.refresh()
-    except NotFoundError:
-        return
-    except PodError:
-        return
-    rm_pod(paths, pod)
 
 
 # -- checks and the apps lock --------------------------------------------------------------------

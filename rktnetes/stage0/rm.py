@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from rktnetes.config import Paths
-from rktnetes.errors import Busy, PodError
+from rktnetes.errors import Busy, NotFoundError, NotRunning, PodError
 from rktnetes.pod.store import EMBRYO, PREPARE, RUN, Pod
 
 from .podfs import remove_pod_dir
-from .stop import reap_dead
+from .stop import reap_dead, stop
 
 
 def rm(paths: Paths, pod: Pod) -> None:
@@ -26,3 +28,14 @@ def rm(paths: Paths, pod: Pod) -> None:
         remove_pod_dir(paths, pod)
     finally:
         lock.close()
+
+
+def remove_pod(paths: Paths, pod: Pod, force: bool = True, timeout: float = 10.0) -> None:
+    """Stop the pod if it runs (`force`: at once), then remove it."""
+    with contextlib.suppress(NotRunning):
+        stop(paths, pod, timeout=0 if force else timeout, force=force)
+    try:
+        pod.refresh()
+    except (NotFoundError, PodError):
+        return
+    rm(paths, pod)

@@ -200,7 +200,7 @@ def run_pod(paths: Paths, spec, pull=None, detach: bool = False, uuid_file: str 
         else:
             lock.close()
             if discard_failed:
-                from .apps import remove_pod
+                from .rm import remove_pod   # only on this failure path: keep run's imports lean
 
                 with contextlib.suppress(Exception):   # the start's error is the one to tell
                     remove_pod(paths, pod, force=True)
