@@ -5,8 +5,8 @@ and runc), measured in one run, doing what kubelet does.
     sudo .venv/bin/python bench/bench_cri.py [-n ROUNDS]
 
 Both get their own data and state under one temporary directory, the same busybox image from
-a docker-registry on 127.0.0.1, the same CNI bridge plugins (each its own bridge and subnet),
-cgroupfs. containerd runs with `restrict_oom_score_adj = true` (this VM lacks
+a docker-registry on 127.0.0.1, the same CNI network (bridge + portmap, each its own bridge
+and subnet), cgroupfs. containerd runs with `restrict_oom_score_adj = true` (this VM lacks
 CAP_SYS_RESOURCE) and a pause image built from the same busybox (no registry.k8s.io here).
 
 Per round, for each runtime in turn (alternating which goes first):
@@ -115,9 +115,16 @@ class Rktnetes(Runtime):
         config.mkdir(parents=True)
         (config / "registries.conf").write_text(
             f'[[registry]]\nlocation = "{registry}"\ninsecure = true\n')
+        # the network containerd's pods get (bridge + portmap), on a bridge of its own
+        cni = json.loads(json.dumps(CNI_CONFIG))
+        cni["plugins"][0].update(bridge="cnibenchr0")
+        cni["plugins"][0]["ipam"].update(ranges=[[{"subnet": "10.99.1.0/24"}]],
+                                         dataDir=str(work / "rkt-ipam"))
+        (config / "net.d").mkdir()
+        (config / "net.d" / "10-bench.conflist").write_text(json.dumps(cni))
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "rktnetes", "--dir", str(data), "--config-dir", str(config),
-             "cri", f"--listen=unix://{self.sock}"], cwd=ROOT,
+             "cri", f"--listen=unix://{self.sock}", f"--net={CNI_CONFIG['name']}"], cwd=ROOT,
             stdout=open(work / "rkt-cri.log", "wb"), stderr=subprocess.STDOUT)
         wait_socket(self.sock, self.proc, "rkt cri")
         self.connect()
@@ -334,7 +341,8 @@ def main(argv: list[str] | None = None) -> int:
                     r.rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=s.id))
             r.stop()
         reg.stop()
-        subprocess.run(["ip", "link", "del", "cnibench0"], capture_output=True)
+        for bridge in ("cnibench0", "cnibenchr0"):
+            subprocess.run(["ip", "link", "del", bridge], capture_output=True)
         for m in reversed([line.split()[4] for line in open("/proc/self/mountinfo")
                            if str(work) in line.split()[4]]):
             subprocess.run(["umount", "-l", m], capture_output=True)

@@ -38,3 +38,26 @@ def loopback_up() -> None:
         fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
     finally:
         s.close()
+
+
+def has_interface(netns_path: str, ifname: str) -> bool:
+    """Whether the network namespace at `netns_path` has an interface `ifname`. Looked up from
+    a short-lived thread that joins the namespace (setns of a netns is per thread), so the
+    caller and the processes it starts stay in theirs."""
+    import socket
+    import threading
+
+    found: list[bool] = []
+
+    def look() -> None:
+        try:
+            setns(netns_path, CLONE_NEWNET)
+            socket.if_nametoindex(ifname)
+            found.append(True)
+        except OSError:
+            found.append(False)
+
+    t = threading.Thread(target=look, name="netns-lookup")
+    t.start()
+    t.join()
+    return bool(found and found[0])

@@ -16,6 +16,7 @@ from pathlib import Path
 from rktnetes import fsutil
 from rktnetes.config import Paths
 from rktnetes.errors import NetworkError
+from rktnetes.host.namespaces import has_interface
 from rktnetes.lazylog import getLogger
 from rktnetes.pod import resources
 from rktnetes.pod.manifest import NetworkRequest, PortForward
@@ -180,12 +181,16 @@ def _del_attachment(conf_path: Path, dirs: list[str], force: bool = False
     # A namespace that is gone (reboot) must not be named: plugins would fail to enter it.
     rt = cni.RuntimeConf(doc["containerId"], ns if ns and netns.is_netns(Path(ns)) else "",
                          doc["ifname"], doc.get("args") or {}, doc.get("capabilityArgs") or {})
+    # A plugin's DEL may miss what it finds only on the pod's interface (bridge 1.1.1's
+    # un-masquerade): the sweep, three iptables-saves, is for when that interface is gone.
+    intact = bool(rt.netns) and has_interface(rt.netns, rt.ifname)
     try:
         errs = cni.del_list(cfg.name, cfg.cni_version, cfg.plugins, rt, dirs, prev)
     except NetworkError as e:
         errs = [e]
-    if not errs or force:
+    if errs and force or not errs and not intact:
         sweep_rules(cfg.name, rt.container_id)
+    if not errs or force:
         _result_path(conf_path).unlink(missing_ok=True)
         conf_path.unlink(missing_ok=True)
     return errs

@@ -190,6 +190,14 @@ class Pod:
     def app_dir(self, name: str) -> Path:
         return self.path / protocol.APPS / name
 
+    def watch(self, *apps: str):
+        """A DirWatch that wakes on a change to the pod's (or these apps') state files,
+        requests, or its move between state directories: for waiting on the monitor."""
+        from rktnetes.host.dirwatch import DirWatch
+
+        return DirWatch([self.path, self.root / self.state, self.root / EXITED_GARBAGE,
+                         *(self.app_dir(a) for a in apps)])
+
     def app_state(self, name: str) -> AppState:
         try:
             return AppState.from_json(read_json(self._file(protocol.APPS, name,

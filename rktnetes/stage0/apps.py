@@ -215,25 +215,24 @@ def _wait(pod: Pod, name: str, what: str, done: Callable[[AppState], bool],
           timeout: float) -> AppState:
     """Until the monitor has acted on `apps/<name>/<what>-request` and `done(state)` holds."""
     deadline = time.monotonic() + timeout
-    delay = 0.002
-    while True:
-        gone = not _request_path(pod, name, what).exists()
-        s = pod.app_state(name)
-        if gone and done(s):
-            return s
-        if not pod.app_dir(name).is_dir():
-            with contextlib.suppress(RktError, OSError):
-                pod.refresh()
-            if pod.state == RUN and pod.manifest().app(name) is None:
-                raise NotFoundError(f"app {name} was removed from pod {pod.uuid} meanwhile")
-        if not monitor_alive(pod):
-            raise NotRunning(f"pod {pod.uuid} stopped (or its monitor died) before app {name} "
-                           f"{'started' if what == 'start' else 'stopped'}")
-        if time.monotonic() > deadline:
-            raise TimedOut(f"app {name}: the pod's monitor did not {what} it within "
-                           f"{timeout:g}s")
-        time.sleep(delay)
-        delay = min(delay * 1.5, 0.05)
+    with pod.watch(name) as changed:
+        while True:
+            gone = not _request_path(pod, name, what).exists()
+            s = pod.app_state(name)
+            if gone and done(s):
+                return s
+            if not pod.app_dir(name).is_dir():
+                with contextlib.suppress(RktError, OSError):
+                    pod.refresh()
+                if pod.state == RUN and pod.manifest().app(name) is None:
+                    raise NotFoundError(f"app {name} was removed from pod {pod.uuid} meanwhile")
+            if not monitor_alive(pod):
+                raise NotRunning(f"pod {pod.uuid} stopped (or its monitor died) before app "
+                                 f"{name} {'started' if what == 'start' else 'stopped'}")
+            if time.monotonic() > deadline:
+                raise TimedOut(f"app {name}: the pod's monitor did not {what} it within "
+                               f"{timeout:g}s")
+            changed.wait(0.05)   # a dead monitor shows in no file: looked at again soon
 
 
 def start(paths: Paths, pod: Pod, name: str, timeout: float = START_TIMEOUT) -> AppState:

@@ -159,24 +159,23 @@ def _started(pod: Pod) -> bool:
 def wait_started(pod: Pod, proc: subprocess.Popen, timeout: float = START_TIMEOUT) -> None:
     """Until the monitor reports the pod started, the pod exits, or the monitor dies."""
     deadline = time.monotonic() + timeout
-    delay = 0.005
-    while time.monotonic() < deadline:
-        try:
-            pod.refresh()
-        except PodError:
-            return  # already removed by someone: it did run
-        if pod.state in (EXITED_GARBAGE, GARBAGE):
-            return
-        if _started(pod):
-            return
-        if proc.poll() is not None:
-            pod.refresh()
-            if pod.state == RUN and not _started(pod):
-                raise PodError(f"pod {pod.uuid}: the monitor exited ({proc.returncode}) before "
-                               f"starting the pod; see {pod.path / MONITOR_LOG}")
-            return
-        time.sleep(delay)
-        delay = min(delay * 2, 0.1)
+    with pod.watch() as changed:
+        while time.monotonic() < deadline:
+            try:
+                pod.refresh()
+            except PodError:
+                return  # already removed by someone: it did run
+            if pod.state in (EXITED_GARBAGE, GARBAGE):
+                return
+            if _started(pod):
+                return
+            if proc.poll() is not None:
+                pod.refresh()
+                if pod.state == RUN and not _started(pod):
+                    raise PodError(f"pod {pod.uuid}: the monitor exited ({proc.returncode}) before "
+                                   f"starting the pod; see {pod.path / MONITOR_LOG}")
+                return
+            changed.wait(0.05)   # a monitor that died shows in no file
     raise TimedOut(f"pod {pod.uuid}: not started after {timeout:.0f}s")
 
 

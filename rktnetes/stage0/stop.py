@@ -132,29 +132,31 @@ def stop(paths: Paths, pod: Pod, timeout: float = 10.0, force: bool = False) -> 
     wait = (0 if force else timeout) + STOP_MARGIN
     deadline = time.monotonic() + wait
     requested = 0
-    while True:
-        try:
-            pod.refresh()
-        except PodError:
-            return  # removed meanwhile: certainly stopped
-        if pod.state in (EXITED_GARBAGE, GARBAGE):
-            # moved by its monitor, which lets go of the pod's lock as it exits, a moment
-            # later: until then `rkt rm` would find the pod busy
-            while pod.is_locked() and time.monotonic() < deadline:
-                time.sleep(0.01)
-            return
-        if pod.state != RUN:
-            from .status import display_state
+    with pod.watch() as changed:
+        while True:
+            try:
+                pod.refresh()
+            except PodError:
+                return  # removed meanwhile: certainly stopped
+            if pod.state in (EXITED_GARBAGE, GARBAGE):
+                # moved by its monitor, which lets go of the pod's lock as it exits, a moment
+                # later: until then `rkt rm` would find the pod busy
+                while pod.is_locked() and time.monotonic() < deadline:
+                    changed.wait(0.005)
+                return
+            if pod.state != RUN:
+                from .status import display_state
 
-            raise NotRunning(f"pod {pod.uuid} is not running (it is {display_state(pod.state)})")
-        if not pod.is_locked():
-            if try_reap(paths, pod, 0 if force else timeout):
-                continue
-        pid = monitor_alive(pod)  # pid and start time: a foreground monitor is `rkt run` itself
-        if pid and requested != pid:
-            with contextlib.suppress(OSError):
-                request_stop(pod, 0 if force else timeout, force)
-            requested = pid
-        if time.monotonic() > deadline:
-            raise TimedOut(f"pod {pod.uuid}: still running {wait:.0f}s after the stop request")
-        time.sleep(0.05)
+                raise NotRunning(f"pod {pod.uuid} is not running "
+                                 f"(it is {display_state(pod.state)})")
+            if not pod.is_locked():
+                if try_reap(paths, pod, 0 if force else timeout):
+                    continue
+            pid = monitor_alive(pod)  # pid and start time: a foreground monitor is `rkt run` itself
+            if pid and requested != pid:
+                with contextlib.suppress(OSError):
+                    request_stop(pod, 0 if force else timeout, force)
+                requested = pid
+            if time.monotonic() > deadline:
+                raise TimedOut(f"pod {pod.uuid}: still running {wait:.0f}s after the stop request")
+            changed.wait(0.05)   # a monitor that died shows in no file

@@ -1,6 +1,7 @@
 """The ground floor and the store's bounds on their own: killing a process tree that keeps
 forking, paths in a root with and without openat2, mount points never made on a host mount,
-and what an unpack is charged (sparse files, entries, the default limit)."""
+and what an unpack is charged (sparse files, entries, the default limit); an interface looked
+up in another network namespace."""
 
 from __future__ import annotations
 
@@ -181,3 +182,24 @@ def test_the_default_limit(tmp_path):
     assert UnpackLimits(5).for_layer(1 << 40) == 5          # set: that, whatever the size
     with pytest.raises(LayerTooLarge, match="would stay free"):
         ExpansionBudget(UnpackLimits(0, 1 << 62), 1, tmp_path, "t")
+
+
+@needs_root
+def test_has_interface_looks_in_that_namespace_only():
+    """The lookup joins the namespace in a thread of its own: the caller stays where it was."""
+    from rktnetes.host.namespaces import has_interface
+
+    name = f"hi{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        ns = f"/run/netns/{name}"
+        before = os.readlink("/proc/thread-self/ns/net")
+        subprocess.run(["ip", "-n", name, "link", "add", "probe0", "type", "veth",
+                        "peer", "name", "probe1"], check=True)
+        assert has_interface(ns, "probe0") and has_interface(ns, "lo")
+        assert not has_interface(ns, "eth0")
+        assert not has_interface("/proc/self/ns/net", "probe0")   # not on the host
+        assert not has_interface(str(Path(ns).with_name("missing")), "lo")
+        assert os.readlink("/proc/thread-self/ns/net") == before
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=True)
