@@ -15,7 +15,9 @@ Per round, for each runtime in turn (alternating which goes first):
   ContainerStatus, StopContainer (the app exits on SIGTERM), RemoveContainer;
 - pull: RemoveImage, then PullImage of a registry image.
 Prints the median of each step and each total, and rktnetes/containerd ratios; then the RSS
-of `rkt cri` and of one sandbox's monitor against containerd's and its sandbox's shim's.
+of `rkt cri` and of one sandbox's monitor against containerd's and its sandbox's shim's, and
+the per-pod processes' Pss and private memory (a monitor shares its pages with the launcher
+that forked it, supervise/launcher.py: its VmRSS counts them whole).
 """
 
 from __future__ import annotations
@@ -67,6 +69,17 @@ def wait_socket(path: Path, proc: subprocess.Popen, what: str, timeout: float = 
 def rss_kb(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
         return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
+def smaps_kb(pid: int) -> dict[str, int]:
+    """Pss and the private (Private_Clean + Private_Dirty) kB of `pid`."""
+    out = {}
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("Pss", "Private_Clean", "Private_Dirty"):
+                out[k] = int(v.split()[0])
+    return {"pss": out["Pss"], "private": out["Private_Clean"] + out["Private_Dirty"]}
 
 
 def children_named(name: str) -> list[int]:
@@ -328,6 +341,10 @@ def main(argv: list[str] | None = None) -> int:
         if mon and shim:
             print(f"{'per-pod process':22} {rss_kb(mon):10d} {rss_kb(shim):11d} "
                   f"{rss_kb(mon) / rss_kb(shim):6.2f}x   (monitor / containerd-shim-runc-v2)")
+            m, c = smaps_kb(mon), smaps_kb(shim)
+            for k in ("pss", "private"):
+                print(f"{'per-pod process, ' + k:22} {m[k]:10d} {c[k]:11d} "
+                      f"{m[k] / c[k]:6.2f}x")
         for r in runtimes:
             sid, _ = homes[r.name]
             r.rt.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=sid), timeout=120)

@@ -25,6 +25,7 @@ from rktnetes.proto.runtime.v1 import api_pb2 as pb
 from rktnetes.proto.runtime.v1 import api_pb2_grpc as pb_grpc
 from rktnetes.stage0 import apps as stage0_apps
 from rktnetes.stage0.spec import InvalidSpec, PullOptions
+from rktnetes.supervise.launcher import Launcher
 
 from . import stats, translate, views
 from .codes import guarded, guarded_stream
@@ -57,6 +58,7 @@ class RuntimeService(pb_grpc.RuntimeServiceServicer):
         self._reserved: set[tuple] = set()
         self._mu = threading.Lock()
         self.inv.sandboxes()          # the index, from disk
+        self.launcher = Launcher()    # sandboxes' monitors, forked warm
 
     # -- events ----------------------------------------------------------------------------
 
@@ -165,7 +167,8 @@ class RuntimeService(pb_grpc.RuntimeServiceServicer):
                 o = views.sandbox_config(sb).metadata
                 if (o.name, o.namespace, o.uid, o.attempt) == key[1:]:
                     raise AlreadyExists(f"{what} already exists: {sb.pod.uuid}")
-            pod = stage0_apps.sandbox(self.paths, spec, discard_failed=True)
+            pod = stage0_apps.sandbox(self.paths, spec, discard_failed=True,
+                                      launcher=self.launcher)
         with contextlib.suppress(RktError, OSError):
             sb = self.inv.sandbox(pod.uuid)
             self._sandbox_event(sb, pb.CONTAINER_CREATED_EVENT)

@@ -41,6 +41,7 @@ class Running:
     def stop(self, grace: float = 5.0) -> None:
         self.runtime.watcher.stop()
         self.server.stop(grace).wait()
+        self.runtime.launcher.close()
 
 
 def start(paths: Paths, listen: str = DEFAULT_LISTEN, options: Options | None = None,
@@ -57,6 +58,7 @@ def start(paths: Paths, listen: str = DEFAULT_LISTEN, options: Options | None = 
     reflection.enable_server_reflection((*SERVICES, reflection.SERVICE_NAME), server)
     address = bind(server, listen, mode=SOCKET_MODE)
     runtime.watcher.start()
+    runtime.launcher.start()
     server.start()
     return Running(server, runtime, address)
 

@@ -54,17 +54,19 @@ STOPPING = STOP_REQUEST
 # -- sandbox ------------------------------------------------------------------------------------
 
 def sandbox(paths: Paths, spec: PodSpec, uuid_file: str = "", hold_interrupts=None,
-            discard_failed: bool = False) -> Pod:
+            discard_failed: bool = False, launcher=None) -> Pod:
     """Create and start an empty mutable pod (spec.apps empty); returns once its monitor
     reports it ready. discard_failed: a sandbox that failed to start is removed (the CRI's
-    choice: nothing is left of a failed RunPodSandbox); kept for inspection otherwise."""
+    choice: nothing is left of a failed RunPodSandbox); kept for inspection otherwise.
+    launcher: a supervise.launcher.Launcher that forks the monitor warm (a long-lived front
+    end's)."""
     from dataclasses import replace
 
     from .run import run_pod
 
     pod, _ = run_pod(paths, replace(spec, apps=[], sandbox=True), detach=True,
                      uuid_file=uuid_file, hold_interrupts=hold_interrupts,
-                     discard_failed=discard_failed)
+                     discard_failed=discard_failed, launcher=launcher)
     pod.refresh()
     ps = pod.pod_state()
     if pod.state != RUN or not ps.ready:

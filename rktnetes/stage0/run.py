@@ -24,11 +24,7 @@ from rktnetes.errors import PodError, StartInterrupted, TimedOut, UsageError
 from rktnetes.pod import state as st
 from rktnetes.pod.protocol import MONITOR_LOG
 from rktnetes.pod.store import EXITED_GARBAGE, GARBAGE, PREPARED, RUN, Pod, PodLock
-from rktnetes.supervise.control import monitor_argv
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    import subprocess
+from rktnetes.supervise.control import monitor_args, monitor_argv
 
 START_TIMEOUT = 120.0
 
@@ -53,13 +49,13 @@ def set_interactive(pod: Pod, tty: bool) -> None:
 
 
 def start(paths: Paths, pod: Pod, lock: PodLock, detach: bool, interactive: bool = False,
-          uuid_file: str = "", tty: bool = False, hold_interrupts=None) -> int:
+          uuid_file: str = "", tty: bool = False, hold_interrupts=None, launcher=None) -> int:
     """Run a prepared pod whose lock the caller holds. Foreground: this process is the pod's
     monitor (its stdio the apps', its signals the monitor's: the main thread only) and this
     returns the pod's exit code once it has exited and been cleaned up. Detached: 0 once it
     started. interactive/tty: attach the pod's one app to our stdin (a terminal, if tty).
     hold_interrupts: a context manager under which the detached start must not be interrupted
-    (the CLI holds ^C back); none by default."""
+    (the CLI holds ^C back); none by default. launcher: see spawn_detached."""
     pod.refresh()
     if pod.state != PREPARED:
         from .status import not_runnable  # user-facing state names, as `rkt list`
@@ -74,7 +70,7 @@ def start(paths: Paths, pod: Pod, lock: PodLock, detach: bool, interactive: bool
         except OSError as e:  # checked before the pod was made; the caller discards it
             raise PodError(f"--uuid-file-save {uuid_file[:80]}: {e.strerror or e}") from None
     if detach:
-        return spawn_detached(paths, pod, lock, hold_interrupts)
+        return spawn_detached(paths, pod, lock, hold_interrupts, launcher)
     pod.move(RUN)
     from rktnetes.supervise.monitor import run_foreground
 
@@ -113,24 +109,23 @@ class InterruptsHeld:
         signal.signal(signal.SIGINT, self._old)
 
 
-def spawn_detached(paths: Paths, pod: Pod, lock: PodLock, hold_interrupts=None) -> int:
+def spawn_detached(paths: Paths, pod: Pod, lock: PodLock, hold_interrupts=None,
+                   launcher=None) -> int:
     """Move the prepared pod to `run` and hand it to a monitor of its own (a new session, so
     our ^C is not its); return once it has started the pod. Under `hold_interrupts` (an
     InterruptsHeld, from the CLI) a ^C from the move until the monitor holds the pod is held
     back, then raised as StartInterrupted, which names the pod: no pod is ever left in `run`
-    without a monitor, nor running unnamed."""
-    import subprocess  # here: a foreground run never needs it, and it costs milliseconds
-
+    without a monitor, nor running unnamed. `launcher` (a supervise.launcher.Launcher, from a
+    long-lived front end) forks the monitor warm; without one, or if it fails, the monitor is
+    a new interpreter."""
     hold = hold_interrupts if hold_interrupts is not None else contextlib.nullcontext()
     with hold:
         fd = lock.inheritable()
         pod.move(RUN)
         try:
-            with open(os.devnull, "rb") as devnull, \
-                    open(pod.path / MONITOR_LOG, "ab") as logf:
-                proc = subprocess.Popen(monitor_argv(paths, pod.uuid, fd), stdin=devnull,
-                                        stdout=logf, stderr=logf, pass_fds=(fd,),
-                                        start_new_session=True)
+            proc = _warm_monitor(launcher, paths, pod, fd) if launcher is not None else None
+            if proc is None:
+                proc = _new_monitor(paths, pod, fd)
         except BaseException:  # no monitor could start: the pod never ran
             pod.move(PREPARED)   # we still hold its lock; the caller discards or keeps it
             raise
@@ -145,6 +140,27 @@ def spawn_detached(paths: Paths, pod: Pod, lock: PodLock, hold_interrupts=None) 
     return 0
 
 
+def _new_monitor(paths: Paths, pod: Pod, fd: int):
+    import subprocess  # here: a foreground run never needs it, and it costs milliseconds
+
+    with open(os.devnull, "rb") as devnull, open(pod.path / MONITOR_LOG, "ab") as logf:
+        return subprocess.Popen(monitor_argv(paths, pod.uuid, fd), stdin=devnull, stdout=logf,
+                                stderr=logf, pass_fds=(fd,), start_new_session=True)
+
+
+def _warm_monitor(launcher, paths: Paths, pod: Pod, fd: int):
+    """The monitor forked by the launcher, or None (then a new interpreter is started)."""
+    from rktnetes.supervise.launcher import LauncherError
+
+    try:
+        return launcher.spawn(monitor_args(paths, pod.uuid), str(pod.path / MONITOR_LOG), fd)
+    except LauncherError as e:
+        from rktnetes.lazylog import getLogger
+
+        getLogger(__name__).warning("pod %s: %s; starting its monitor anew", pod.uuid, e)
+        return None
+
+
 def _started(pod: Pod) -> bool:
     """The monitor says the pod is ready (every app started), or every app has a verdict."""
     if pod.pod_state().ready:
@@ -156,7 +172,7 @@ def _started(pod: Pod) -> bool:
     return bool(names) and all(pod.app_state(n).state in (st.RUNNING, st.EXITED) for n in names)
 
 
-def wait_started(pod: Pod, proc: subprocess.Popen, timeout: float = START_TIMEOUT) -> None:
+def wait_started(pod: Pod, proc, timeout: float = START_TIMEOUT) -> None:
     """Until the monitor reports the pod started, the pod exits, or the monitor dies."""
     deadline = time.monotonic() + timeout
     with pod.watch() as changed:
@@ -172,15 +188,18 @@ def wait_started(pod: Pod, proc: subprocess.Popen, timeout: float = START_TIMEOU
             if proc.poll() is not None:
                 pod.refresh()
                 if pod.state == RUN and not _started(pod):
-                    raise PodError(f"pod {pod.uuid}: the monitor exited ({proc.returncode}) before "
-                                   f"starting the pod; see {pod.path / MONITOR_LOG}")
+                    how = "" if getattr(proc, "status_unknown", False) else \
+                        f" ({proc.returncode})"
+                    raise PodError(f"pod {pod.uuid}: the monitor exited{how} before starting "
+                                   f"the pod; see {pod.path / MONITOR_LOG}")
                 return
             changed.wait(0.05)   # a monitor that died shows in no file
     raise TimedOut(f"pod {pod.uuid}: not started after {timeout:.0f}s")
 
 
 def run_pod(paths: Paths, spec, pull=None, detach: bool = False, uuid_file: str = "",
-            hold_interrupts=None, discard_failed: bool = False) -> tuple[Pod, int]:
+            hold_interrupts=None, discard_failed: bool = False,
+            launcher=None) -> tuple[Pod, int]:
     """The whole of `rkt run`, and of a sandbox's start: prepare the pod, run it, and remove it
     if it never ran (`discard_failed`: also if it failed while starting). Returns the pod and
     its exit code (foreground: once it has exited; detached: 0 once it started)."""
@@ -192,7 +211,7 @@ def run_pod(paths: Paths, spec, pull=None, detach: bool = False, uuid_file: str 
     try:
         code = start(paths, pod, lock, detach=detach, uuid_file=uuid_file,
                      interactive=spec.interactive, tty=spec.tty,
-                     hold_interrupts=hold_interrupts)
+                     hold_interrupts=hold_interrupts, launcher=launcher)
     except BaseException:
         if pod.state == _PREPARED:
             discard(paths, pod, lock)  # never ran: leave nothing behind

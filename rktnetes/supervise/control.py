@@ -28,9 +28,13 @@ def monitor_argv(paths: Paths, uuid: str, lock_fd: int) -> list[str]:
     /dev/null for stdio and `start_new_session=True` once the pod is in `run` and locked by
     `lock_fd`. (A foreground pod's monitor is `rkt run` itself: monitor.run_foreground.)"""
     root = str(Path(rktnetes.__file__).resolve().parent.parent)
-    return [sys.executable, "-S", "-c", _BOOT.format(root=root),
-            "--data-dir", str(paths.data), "--config-dir", str(paths.config),
-            "--uuid", uuid, "--lock-fd", str(lock_fd)]
+    return [sys.executable, "-S", "-c", _BOOT.format(root=root), *monitor_args(paths, uuid),
+            "--lock-fd", str(lock_fd)]
+
+
+def monitor_args(paths: Paths, uuid: str) -> list[str]:
+    """The monitor's own arguments but its lock descriptor (supervise.launcher adds it)."""
+    return ["--data-dir", str(paths.data), "--config-dir", str(paths.config), "--uuid", uuid]
 
 
 def monitor_alive(pod: Pod) -> int:

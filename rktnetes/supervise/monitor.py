@@ -110,12 +110,13 @@ class Monitor:
         #                                       ^Cs counted already in self.interrupts)
         self.stop_due = 0.0         # >0: a stop was asked for; by then it must take effect
         self.reconcile_at = 0.0     # >0: a SIGHUP is pending, the apps lock was busy
-        # In the foreground (we are `rkt run` itself) calls fork from us directly; detached,
-        # they go through a helper forked on demand and let go when idle.
-        self.local = foreground
+        # In the foreground (we are `rkt run` itself), or forked by a launcher that loaded the
+        # stage1 modules (supervise.launcher), calls fork from us directly; otherwise they go
+        # through a helper forked on demand and let go when idle.
+        self.local = foreground or "rktnetes.supervise.actions" in sys.modules
         self.helper: Helper | LocalHelper | None = LocalHelper(
             data_dir, config_dir, uuid, lock_fd, self.manifest.get("stage1") or "default",
-            cni=uses_cni(self.manifest)) if foreground else None
+            cni=uses_cni(self.manifest)) if self.local else None
         self.helper_idle_at = time.monotonic() + HELPER_IDLE  # let it go then, if no call came
 
     # -- files ---------------------------------------------------------------------------------

@@ -59,8 +59,8 @@ def exec_captured(paths, pod, name: str, argv: list[str]) -> tuple[int, bytes, b
     return code, result["out"], result["err"]
 
 
-def one_pod_life(paths, n: int) -> str:
-    pod = apps.sandbox(paths, PodSpec(apps=[], networks=NONE))
+def one_pod_life(paths, n: int, launcher=None) -> str:
+    pod = apps.sandbox(paths, PodSpec(apps=[], networks=NONE), launcher=launcher)
     name = apps.add(paths, pod, AppSpec(IMAGE, name=f"app{n}", command=["/bin/sleep"],
                                         args=["600"]), NEVER)
     apps.start(paths, pod, name)
@@ -121,3 +121,43 @@ def test_a_sandbox_from_a_thread_installs_no_signal_handler(paths):
     assert signal.getsignal(signal.SIGINT) is before
     stop.stop(paths, pod, timeout=5)
     rm.rm(paths, pod)
+
+
+def parent_of(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rpartition(")")[2].split()[1])
+
+
+def test_monitors_forked_by_a_launcher_live_without_it(paths):
+    """A long-lived front end's launcher forks the monitors (supervise.launcher): from many
+    threads at once; a monitor it forked runs its pod's calls itself and outlives a `kill -9`
+    of the launcher, which the next sandbox starts again."""
+    import signal
+
+    from rktnetes.supervise.launcher import Launcher
+
+    launcher = Launcher()
+    try:
+        with ThreadPoolExecutor(4) as ex:
+            uuids = list(ex.map(lambda n: one_pod_life(paths, n, launcher), range(4)))
+        assert len(set(uuids)) == 4
+        pod = apps.sandbox(paths, PodSpec(apps=[], networks=NONE), launcher=launcher)
+        monitor = pod.pod_state().monitor_pid
+        first = launcher._proc.pid
+        assert parent_of(monitor) == first
+        os.kill(first, signal.SIGKILL)
+        launcher._proc.wait(10)
+        name = apps.add(paths, pod, AppSpec(IMAGE, name="after", command=["/bin/sleep"],
+                                            args=["600"]), NEVER)
+        apps.start(paths, pod, name)                       # the orphaned monitor still acts
+        assert exec_captured(paths, pod, name, ["/bin/echo", "on"])[:2] == (0, b"on\n")
+        other = apps.sandbox(paths, PodSpec(apps=[], networks=NONE), launcher=launcher)
+        assert launcher._proc.pid != first
+        assert parent_of(other.pod_state().monitor_pid) == launcher._proc.pid
+        for p in (pod, other):
+            stop.stop(paths, p, timeout=5)
+            rm.rm(paths, p)
+        uuids += [pod.uuid, other.uuid]
+    finally:
+        launcher.close()
+    assert_nothing_left(type("R", (), {"paths": paths})(), uuids)
