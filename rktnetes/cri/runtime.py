@@ -24,6 +24,7 @@ from rktnetes.pod.manifest import NetworkRequest
 from rktnetes.proto.runtime.v1 import api_pb2 as pb
 from rktnetes.proto.runtime.v1 import api_pb2_grpc as pb_grpc
 from rktnetes.stage0 import apps as stage0_apps
+from rktnetes.stage0.rm import remove_pod
 from rktnetes.stage0.spec import InvalidSpec, PullOptions
 from rktnetes.supervise.launcher import Launcher
 
@@ -209,7 +210,7 @@ class RuntimeService(pb_grpc.RuntimeServiceServicer):
         gone = self.inv.containers([sb])
         last = views.sandbox_status(sb)
         with self.inv.lock(sb.pod.uuid):
-            stage0_apps.remove_pod(self.paths, sb.pod, force=True)
+            remove_pod(self.paths, sb.pod, force=True)
         self.inv.forget(sb.pod.uuid)
         for c in gone:
             self.watcher.note(c.id, None)

@@ -42,7 +42,6 @@ from rktnetes.supervise import control
 
 from . import prepare as prep
 from .appspec import default_app_name
-from .rm import remove_pod
 from .spec import AppSpec, InvalidSpec, PodSpec, PullOptions, Resources, check_app, check_name
 from .status import AppStatus
 
@@ -72,6 +71,8 @@ def sandbox(paths: Paths, spec: PodSpec, uuid_file: str = "", hold_interrupts=No
     if pod.state != RUN or not ps.ready:
         why = ps.setup_error or ps.error or f"see {pod.path / MONITOR_LOG}"
         if discard_failed:
+            from .rm import remove_pod   # only on this failure path: `rkt app` stays lean
+
             remove_pod(paths, pod, force=True)
         raise PodError(f"sandbox {pod.uuid} failed to start: {why}")
     return pod
