@@ -203,10 +203,13 @@ class Containerd(Runtime):
         wait_socket(self.sock, self.proc, "containerd")
         self.connect()
 
-    def shim_pid(self) -> int:
-        shims = [p for p in children_named("containerd-shim") +
-                 children_named("containerd-shim-runc-v2")]
-        return shims[0] if shims else 0
+    def shim_pid(self, sid: str) -> int:
+        """The shim of sandbox `sid` (its command line names the sandbox's id)."""
+        for p in children_named("containerd-shim") + children_named("containerd-shim-runc-v2"):
+            with contextlib.suppress(OSError):
+                if sid.encode() in Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0"):
+                    return p
+        return 0
 
 
 def timed(fn, *args, **kw):
@@ -334,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         # memory: the servers, and one sandbox's per-pod process
         rk_sid = homes["rktnetes"][0]
         mon = rk.monitor_pid(rk_sid)
-        shim = cd.shim_pid()
+        shim = cd.shim_pid(homes["containerd"][0])
         print("\nRSS (kB)")
         print(f"{'server':22} {rss_kb(rk.proc.pid):10d} {rss_kb(cd.proc.pid):11d} "
               f"{rss_kb(rk.proc.pid) / rss_kb(cd.proc.pid):6.2f}x   (rkt cri / containerd)")

@@ -246,8 +246,9 @@ def start(paths: Paths, pod: Pod, name: str, timeout: float = START_TIMEOUT) -> 
             raise PodError(f"app {name} is already running")
         if s.state == st.EXITED:
             raise PodError(f"app {name} has already run (it exited); remove it and add it again")
-        if not control.request_app(pod, name, "start"):
+        if not control.request_app(pod, name, "start", wake=False):
             raise NotRunning(f"pod {pod.uuid} is not running")
+    control.notify(pod)   # once the apps lock is free: the monitor acts under it
     s = _wait(pod, name, "start", lambda s: s.state != st.CREATED, timeout)
     if s.state == st.EXITED and s.reason == st.START_ERROR:
         raise PodError(f"app {name} failed to start: {s.message}")
@@ -276,12 +277,13 @@ def stop(paths: Paths, pod: Pod, name: str, timeout: float = 10.0) -> AppState:
             if not starting:
                 if pod.app_state(name).state == st.CREATED:
                     raise PodError(f"app {name} has not been started")
-                if not control.request_app(pod, name, "stop", timeout):
+                if not control.request_app(pod, name, "stop", timeout, wake=False):
                     raise NotRunning(f"pod {pod.uuid} is not running")
                 break
         _let_start_finish(pod, name)
     else:
         raise Busy(f"app {name} is still being started; try again")
+    control.notify(pod)
     return _wait(pod, name, "stop", lambda s: s.state != st.RUNNING, timeout + STOP_MARGIN)
 
 
@@ -302,11 +304,13 @@ def rm(paths: Paths, pod: Pod, name: str, force: bool = False, timeout: float = 
                     break
                 # running (forced) or exited, perhaps due for a restart: a stop request
                 # first, so the monitor never starts it again
-                if not control.request_app(pod, name, "stop", 0.0 if force else timeout):
+                if not control.request_app(pod, name, "stop", 0.0 if force else timeout,
+                                           wake=False):
                     raise NotRunning(f"pod {pod.uuid} is not running")
         if starting:
             _let_start_finish(pod, name)
             continue
+        control.notify(pod)
         _wait(pod, name, "stop", lambda s: s.state != st.RUNNING, timeout + STOP_MARGIN)
         stopped = True
     else:
@@ -399,8 +403,9 @@ def reopen_log(paths: Paths, pod: Pod, name: str, timeout: float = 10.0) -> None
         find_app(m, name)
         if pod.app_state(name).state != st.RUNNING:
             raise NotRunning(f"app {name} is not running")
-        if not control.request_app(pod, name, "reopen-log"):
+        if not control.request_app(pod, name, "reopen-log", wake=False):
             raise NotRunning(f"pod {pod.uuid} is not running")
+    control.notify(pod)
     _wait(pod, name, "reopen-log", lambda s: True, timeout)
 
 

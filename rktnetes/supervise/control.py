@@ -62,15 +62,20 @@ def request_stop(pod: Pod, timeout: float = 10.0, force: bool = False) -> bool:
     return True
 
 
-def request_app(pod: Pod, app: str, what: str, timeout: float | None = None) -> bool:
+def request_app(pod: Pod, app: str, what: str, timeout: float | None = None,
+                wake: bool = True) -> bool:
     """Mutable pods: ask the monitor to start (`what`="start") or stop an app it knows from
     pod.json. The caller holds the pod's apps lock (Pod.apps_lock); the monitor deletes the
-    request once it has acted on it. False if no monitor runs."""
+    request once it has acted on it. False if no monitor runs. wake=False: the caller SIGHUPs
+    the monitor (`notify`) once it has let go of the apps lock, which the monitor takes to act
+    on requests: woken while the lock is still held, it would have to try again later."""
     pid = monitor_alive(pod)
     if not pid:
         return False
     path = pod.app_dir(app) / app_request(what)
     atomic_write_json(path, {"timeout": timeout} if timeout is not None else {}, mkdir=False)
+    if not wake:
+        return True
     try:
         os.kill(pid, signal.SIGHUP)
     except ProcessLookupError:

@@ -203,3 +203,33 @@ def test_has_interface_looks_in_that_namespace_only():
         assert os.readlink("/proc/thread-self/ns/net") == before
     finally:
         subprocess.run(["ip", "netns", "del", name], check=True)
+
+
+def test_dirwatch_wakes_on_a_rename_and_reuses_its_descriptor(tmp_path):
+    """A waiter wakes when a file is renamed into a watched directory (as every state write
+    is), sleeps out its timeout otherwise; a descriptor goes back to the pool on close, and
+    its next user hears nothing of the directories it watched before."""
+    import threading
+
+    from rktnetes.host import dirwatch
+
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.mkdir()
+    new.mkdir()
+    with dirwatch.DirWatch([old, tmp_path / "missing"]) as w:
+        fd = w.fd
+        t = time.monotonic()
+        assert not w.wait(0.05) and time.monotonic() - t >= 0.04
+        (old / ".tmp").write_text("x")
+        timer = threading.Timer(0.05, os.rename, (old / ".tmp", old / "state.json"))
+        w.wait(0)     # the write of .tmp, seen
+        timer.start()
+        t = time.monotonic()
+        assert w.wait(5) and time.monotonic() - t < 1
+    assert fd in dirwatch._pool
+    with dirwatch.DirWatch([new]) as w2:
+        assert w2.fd == fd
+        (old / "other").write_text("y")
+        assert not w2.wait(0.05)
+        (new / "mine").write_text("z")
+        assert w2.wait(1)
