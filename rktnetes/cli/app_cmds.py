@@ -1,4 +1,4 @@
-"""`rkt app sandbox|add|start|stop|rm|list|status|exec`: mutable pods (see rktnetes.stage0.apps)."""
+"""`rkt app sandbox|add|start|stop|rm|list|status|exec|attach`: mutable pods (see rktnetes.stage0.apps)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ example: rkt app add $UUID builtin:busybox --name web --memory 64M \\
 
 def register(sub, common, only: str | None = None) -> None:
     p = sub.add_parser("app", parents=[common], help="mutable pods: sandbox, add, start, stop, "
-                       "rm, list, status, exec",
+                       "rm, list, status, exec, attach",
                        description="Pods whose apps come and go: `rkt app sandbox` starts an "
                        "empty pod, then apps are added, started, stopped and removed one at a "
                        "time; they share the pod's network, IPC and UTS namespaces.")
@@ -117,6 +117,18 @@ def register(sub, common, only: str | None = None) -> None:
     # argparse cannot mix options after a positional with a command line that follows them
     c.add_argument("cmd", nargs=argparse.REMAINDER, metavar="[--] CMD ...")
     c.set_defaults(func=cmd_exec)
+
+    c = asub.add_parser("attach", parents=[common], help="attach to a running app's output "
+                        "(and stdin)", usage="rkt app attach UUID --app=NAME [--no-stdin]",
+                        description="Show a running app's stdout and stderr as it writes them "
+                        "and, if it was created with stdin (a CRI container's stdin: true), "
+                        "pass ours to it. Ends when the app ends (with its exit code) or at "
+                        "^C, which leaves the app running.")
+    c.add_argument("uuid", metavar="UUID", help="the pod (UUID or a unique prefix)")
+    c.add_argument("--app", required=True, help="the app's name")
+    c.add_argument("--no-stdin", action="store_true",
+                   help="do not pass our stdin, even if the app takes input")
+    c.set_defaults(func=cmd_attach)
 
 
 def _no_sub(p) -> int:
@@ -281,4 +293,17 @@ def cmd_exec(args, paths: Paths) -> int:
     sys.stdout.flush()
     return _apps().exec_in(paths, _pod(paths, args.uuid), args.app, cmd, tty=tty,
                            interactive=args.interactive)
+
+
+def cmd_attach(args, paths: Paths) -> int:
+    from rktnetes.stage0.apps import find_app
+    from rktnetes.stage0.attach import attach
+
+    pod = _pod(paths, args.uuid)
+    stdin = not args.no_stdin and find_app(pod.manifest(), args.app).stdin
+    try:
+        code = attach(pod, args.app, (0, 1, 2), stdin=stdin)
+    except KeyboardInterrupt:     # detach: the app goes on
+        return 130
+    return code if code >= 0 else 0
 

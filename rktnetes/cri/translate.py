@@ -252,6 +252,7 @@ def container_spec(cid: str, cfg: pb.ContainerConfig, sandbox: pb.PodSandboxConf
         masked_paths=list(sc.masked_paths) or None,
         readonly_paths=list(sc.readonly_paths) or None,
         pid_namespace=pid_ns,
+        stdin=cfg.stdin, stdin_once=cfg.stdin_once,
         origin={"cri": {"kind": "container", "config": to_dict(cfg)}},
     )
     return spec, volumes

@@ -40,24 +40,54 @@ def loopback_up() -> None:
         s.close()
 
 
-def has_interface(netns_path: str, ifname: str) -> bool:
-    """Whether the network namespace at `netns_path` has an interface `ifname`. Looked up from
-    a short-lived thread that joins the namespace (setns of a netns is per thread), so the
-    caller and the processes it starts stay in theirs."""
-    import socket
+def in_netns(netns_path: str, fn):
+    """fn() called in the network namespace at `netns_path`, from a short-lived thread that
+    joins it (setns of a netns is per thread), so the caller and the processes it starts stay
+    in theirs. Sockets fn creates stay in that namespace wherever they are used afterwards.
+    Its result, or its exception raised here."""
     import threading
 
-    found: list[bool] = []
+    out: list = []
 
-    def look() -> None:
+    def run() -> None:
         try:
-            setns(netns_path, CLONE_NEWNET)
-            socket.if_nametoindex(ifname)
-            found.append(True)
-        except OSError:
-            found.append(False)
+            if netns_path:
+                setns(netns_path, CLONE_NEWNET)
+            out.append((True, fn()))
+        except BaseException as e:   # handed to the caller's thread
+            out.append((False, e))
 
-    t = threading.Thread(target=look, name="netns-lookup")
+    t = threading.Thread(target=run, name="in-netns")
     t.start()
     t.join()
-    return bool(found and found[0])
+    ok, value = out[0]
+    if not ok:
+        raise value
+    return value
+
+
+def has_interface(netns_path: str, ifname: str) -> bool:
+    """Whether the network namespace at `netns_path` has an interface `ifname`."""
+    import socket
+
+    try:
+        return bool(in_netns(netns_path, lambda: socket.if_nametoindex(ifname)))
+    except OSError:
+        return False
+
+
+def connect_tcp(netns_path: str, port: int, timeout: float = 10.0):
+    """A TCP connection to `port` on the loopback of the network namespace at `netns_path`
+    ("": ours), as kubelet's port forwarding reaches a pod's port: IPv4 first, then IPv6."""
+    import socket
+
+    def dial():
+        err: OSError | None = None
+        for host in ("127.0.0.1", "::1"):
+            try:
+                return socket.create_connection((host, port), timeout)
+            except OSError as e:
+                err = err or e
+        raise err
+
+    return in_netns(netns_path, dial)

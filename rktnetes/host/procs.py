@@ -214,9 +214,17 @@ def exit_code(status: int) -> int:
     return os.waitstatus_to_exitcode(status)
 
 
+SETSID = "/usr/bin/setsid"
+
+
 def spawn(argv: list[str], fds: dict[int, int] | None = None, env: dict[str, str] | None = None,
-          setsid: bool = False) -> int:
-    """posix_spawn `argv` with `fds` (target fd -> our fd) dup'ed in; returns the pid."""
+          setsid: bool = False, ctty: bool = False) -> int:
+    """posix_spawn `argv` with `fds` (target fd -> our fd) dup'ed in; returns the pid.
+    ctty: its fd 0 (a pty's slave) becomes the controlling terminal of a new session, so
+    that a window size set on the master reaches it as SIGWINCH (setsid(1) --ctty does it
+    between fork and exec, where Python cannot)."""
+    if ctty:
+        argv = [SETSID, "--ctty", *argv]
     actions = []
     for target, ours in (fds or {}).items():
         actions.append((os.POSIX_SPAWN_DUP2, ours, target))
@@ -225,9 +233,23 @@ def spawn(argv: list[str], fds: dict[int, int] | None = None, env: dict[str, str
                            setsigmask=(), setsid=setsid)
 
 
-def wait_exit(pid: int, timeout: float | None = None) -> int | None:
+def wait_exit(pid: int, timeout: float | None = None, cancel: int = -1) -> int | None:
     """Wait for our child `pid`; its exit code, or None if it still runs after `timeout`
-    seconds (None: wait for as long as it takes)."""
+    seconds (None: wait for as long as it takes) or once `cancel` (an fd) is readable."""
+    if cancel >= 0:
+        pidfd = os.pidfd_open(pid)
+        try:
+            p = select.poll()
+            p.register(pidfd, select.POLLIN)
+            p.register(cancel, select.POLLIN)
+            ready = [fd for fd, _ in p.poll(None if timeout is None else int(timeout * 1000))]
+        finally:
+            os.close(pidfd)
+        if pidfd not in ready:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            return exit_code(status) if done else None
+        _, status = os.waitpid(pid, 0)
+        return exit_code(status)
     if timeout is None:
         _, status = os.waitpid(pid, 0)
         return exit_code(status)

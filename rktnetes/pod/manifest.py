@@ -77,6 +77,8 @@ class App:
     masked_paths: list[str] | None = None     # None: the defaults
     readonly_paths: list[str] | None = None   # None: the defaults
     pid_namespace: str = ""        # "": its own; "pod": the pod's (its infra's); "host"
+    stdin: bool = False            # its stdin is a pipe the monitor holds (attach)
+    stdin_once: bool = False       # ... closed once the first attached client's input ends
     origin: dict[str, Any] = field(default_factory=dict)   # the front end's own record
 
 

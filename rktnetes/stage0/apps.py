@@ -432,10 +432,11 @@ def view(pod: Pod, name: str) -> AppStatus:
 
 def exec_in(paths: Paths, pod: Pod, name: str, argv: list[str], tty: bool = False,
             interactive: bool = False, stdio: tuple[int, int, int] | None = None,
-            timeout: float | None = None) -> int:
+            timeout: float | None = None, cancel: int = -1) -> int:
     """Run `argv` in the app's namespaces; returns its exit code. stdio: the (stdin, stdout,
-    stderr) descriptors it gets (pipes, a pty); None: ours, with stdin only if
-    `interactive`."""
+    stderr) descriptors it gets (pipes, a pty: then `tty`); None: ours, with stdin only if
+    `interactive`. cancel: an fd that turns readable when the caller gives up (the command
+    is killed)."""
     from rktnetes.stage1 import get_stage1
     from rktnetes.stage1.base import PodContext
 
@@ -450,4 +451,4 @@ def exec_in(paths: Paths, pod: Pod, name: str, argv: list[str], tty: bool = Fals
         raise NotRunning(f"app {name} is not running")
     ctx = PodContext.load(paths, pod)
     return get_stage1(m.stage1).exec_in_app(ctx, app, argv, tty=tty, interactive=interactive,
-                                            stdio=stdio, timeout=timeout)
+                                            stdio=stdio, timeout=timeout, cancel=cancel)

@@ -132,6 +132,7 @@ def build_app(name: str, image_id: str, image_name: str, cfg: ImageConfig, spec:
         masked_paths=None if spec.masked_paths is None else list(spec.masked_paths),
         readonly_paths=None if spec.readonly_paths is None else list(spec.readonly_paths),
         pid_namespace=spec.pid_namespace,
+        stdin=spec.stdin, stdin_once=spec.stdin and spec.stdin_once,
         origin=dict(spec.origin),
     )
     if spec.no_new_privileges is not None:

@@ -78,6 +78,8 @@ class AppSpec:
     masked_paths: list[str] | None = None         # None: the defaults ([]: none)
     readonly_paths: list[str] | None = None
     pid_namespace: str = ""                       # "": its own; "pod"; "host"
+    stdin: bool = False           # a stdin pipe the monitor holds, for attached clients
+    stdin_once: bool = False      # ... closed when the first attached client ends its input
     origin: dict = field(default_factory=dict)    # the front end's record, kept with the app
 
 

@@ -146,11 +146,13 @@ class Stage1:
 
     def exec_in_app(self, ctx: PodContext, app: App, argv: list[str], tty: bool,
                     interactive: bool, stdio: tuple[int, int, int] | None = None,
-                    timeout: float | None = None) -> int:
+                    timeout: float | None = None, cancel: int = -1) -> int:
         """Run a command inside the running app; returns its exit code. stdio: the (stdin,
         stdout, stderr) descriptors it gets; None: ours (stdin only if `interactive`).
-        With `tty`, its stdin/stdout are a terminal's (the caller's, or what stdio gives).
-        timeout: seconds, then the command is killed and TimedOut raised."""
+        With `tty`, its stdin/stdout are a terminal's (the caller's, or what stdio gives:
+        then it is the command's controlling terminal, and resizes reach it).
+        timeout: seconds, then the command is killed and TimedOut raised. cancel: an fd that
+        turns readable when the caller is gone: the command is killed (exit code 137)."""
         raise NotImplementedError
 
 

@@ -194,7 +194,7 @@ class DefaultStage1(Stage1):
 
     def exec_in_app(self, ctx: PodContext, app: App, argv: list[str], tty: bool,
                     interactive: bool, stdio: tuple[int, int, int] | None = None,
-                    timeout: float | None = None) -> int:
+                    timeout: float | None = None, cancel: int = -1) -> int:
         rt = _runtime(ctx)
         if not rt.exists(ctx.cid(app)):
             raise Stage1Error(f"app {app.name} is not running")
@@ -203,12 +203,12 @@ class DefaultStage1(Stage1):
             check_command(pid, app.name, argv, self._cwd(ctx, app))
         if stdio is not None:
             pid_file = None
-            if timeout is not None:   # one per exec: several may run at once
+            if timeout is not None or cancel >= 0:   # one per exec: several may run at once
                 import secrets
 
                 pid_file = ctx.app_dir(app.name) / f"exec-{secrets.token_hex(6)}.pid"
             return rt.exec(ctx.cid(app), argv, tty, [], stdio=stdio, timeout=timeout,
-                           pid_file=pid_file)
+                           pid_file=pid_file, cancel=cancel)
         if interactive or tty:
             return rt.exec(ctx.cid(app), argv, tty, [])
         null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)

@@ -135,7 +135,7 @@ class FlyStage1(Stage1):
 
     def exec_in_app(self, ctx: PodContext, app: App, argv: list[str], tty: bool,
                     interactive: bool, stdio: tuple[int, int, int] | None = None,
-                    timeout: float | None = None) -> int:
+                    timeout: float | None = None, cancel: int = -1) -> int:
         pid = self._pid(ctx, app)
         if not pid or not procs.starttime(pid):
             raise Stage1Error(f"app {app.name} is not running")
@@ -158,14 +158,17 @@ class FlyStage1(Stage1):
             null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
             fds = {0: null}
         try:
-            child = procs.spawn(nsenter, fds, env={**env, "PATH": env.get("PATH", "/bin")})
+            child = procs.spawn(nsenter, fds, env={**env, "PATH": env.get("PATH", "/bin")},
+                                ctty=tty and stdio is not None)
         finally:
             if null >= 0:
                 os.close(null)
-        code = procs.wait_exit(child, timeout)
+        code = procs.wait_exit(child, timeout, cancel)
         if code is None:   # nsenter became the command: killing it ends the command
             os.kill(child, 9)
             procs.wait_exit(child)
+            if timeout is None:
+                return 128 + 9
             raise TimedOut(f"command timed out after {timeout:g}s")
         return code
 

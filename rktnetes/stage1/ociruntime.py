@@ -116,10 +116,12 @@ class OCIRuntime:
 
     def exec(self, cid: str, argv: list[str], tty: bool, env: list[str], cwd: str = "",
              user: str = "", stdio: tuple[int, int, int] | None = None,
-             timeout: float | None = None, pid_file: Path | None = None) -> int:
+             timeout: float | None = None, pid_file: Path | None = None,
+             cancel: int = -1) -> int:
         """Run a command in the container with our stdio (or `stdio`: stdin, stdout, stderr);
         returns its exit code. After `timeout` seconds the command is killed (its pid is
-        read from `pid_file`, which runc writes) and TimedOut raised."""
+        read from `pid_file`, which runc writes) and TimedOut raised; once `cancel` (an fd)
+        is readable, it is killed and 137 returned (the caller is gone)."""
         args = ["exec", *(["--tty"] if tty else []), *(f"--env={e}" for e in env)]
         if cwd:
             args.append(f"--cwd={cwd}")
@@ -130,8 +132,9 @@ class OCIRuntime:
                 pid_file.unlink()
             args.append(f"--pid-file={pid_file}")
         fds = dict(enumerate(stdio)) if stdio is not None else None
-        pid = procs.spawn(self._argv(*args, cid, *argv), fds)
-        code = procs.wait_exit(pid, timeout)
+        # a terminal handed in: runc resizes the container's on each SIGWINCH it gets from it
+        pid = procs.spawn(self._argv(*args, cid, *argv), fds, ctty=tty and stdio is not None)
+        code = procs.wait_exit(pid, timeout, cancel)
         if code is not None:
             return code
         try:   # runc exec waits for its process: killing that one ends both
@@ -144,6 +147,8 @@ class OCIRuntime:
             if pid_file is not None:
                 with contextlib.suppress(FileNotFoundError):
                     pid_file.unlink()
+        if timeout is None:
+            return 128 + signal.SIGKILL
         raise TimedOut(f"command timed out after {timeout:g}s")
 
 

@@ -33,12 +33,15 @@ class LogPump:
         self.poll = poll
         self.streams: dict[int, tuple[LineWriter, int]] = {}   # fd -> (writer, echo fd or -1)
         self.owners: dict[int, str] = {}                        # fd -> app name
+        self.kinds: dict[int, str] = {}                         # fd -> "stdout" | "stderr"
+        self.tap = None           # (app, stream, bytes) -> None: attached clients' copy
 
     def add(self, app: str, fd: int, log_fd: int, stream: str, echo_fd: int = -1) -> None:
         """Pump `fd` (a pipe's read end, now ours) into `log_fd` as `stream`."""
         os.set_blocking(fd, False)
         self.streams[fd] = (LineWriter(log_fd, stream), echo_fd)
         self.owners[fd] = app
+        self.kinds[fd] = stream
         self.poll.register(fd, select.POLLIN)
 
     def relog(self, app: str, log_fd: int) -> None:
@@ -77,6 +80,8 @@ class LogPump:
                 ended.append(fd)
                 return
             writer.feed(data)
+            if self.tap is not None:
+                self.tap(self.owners[fd], self.kinds[fd], data)
             if out >= 0 and not echo(out, data):
                 self.streams[fd] = (writer, -1)
                 out = -1
@@ -84,6 +89,7 @@ class LogPump:
     def close(self, fd: int) -> None:
         writer, _ = self.streams.pop(fd)
         self.owners.pop(fd, None)
+        self.kinds.pop(fd, None)
         writer.close()
         self.poll.unregister(fd)
         os.close(fd)

@@ -96,6 +96,7 @@ class Monitor:
         self.runs: dict[str, AppRun] = {}
         self.poll = select.poll()
         self.pump = LogPump(self.poll)       # the apps' output pipes into their logs
+        self.attach = None                   # attach.AttachHub, once the pod runs
         self.stopping = False
         self.interrupts = 0         # SIGINTs (^C) received
         self.setup_error = ""
@@ -253,7 +254,11 @@ class Monitor:
         if interactive:
             stdio = (0, 1, 2)
         else:
-            null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+            stdin_w = -1
+            if run.app.get("stdin") and self.attach is not None:   # for attached clients
+                null, stdin_w = os.pipe2(os.O_CLOEXEC)
+            else:
+                null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
             out_r, out_w = os.pipe()
             err_r, err_w = os.pipe()
             pipes = [(out_r, "stdout", 1), (err_r, "stderr", 2)]
@@ -270,6 +275,11 @@ class Monitor:
                     os.close(fd)
         for fd, stream, echo in pipes:
             self.pump.add(run.name, fd, run.log_fd, stream, echo if self.foreground else -1)
+        if not interactive and stdin_w >= 0:
+            if pid:
+                self.attach.app_started(run.name, stdin_w, bool(run.app.get("stdin_once")))
+            else:
+                os.close(stdin_w)
         st = run.st
         if not pid:
             st.update(state=EXITED, pid=0, exit_code=START_ERROR_CODE, reason=START_ERROR,
@@ -303,6 +313,8 @@ class Monitor:
         run.stop_sig = 0
         st.update(state=EXITED, finished_at=time.time(), exit_code=code, signal=sig,
                   reason=exits.reason(code, oom))
+        if self.attach is not None:
+            self.attach.app_exited(run.name, code)
         policy = run.app.get("restart") or self.manifest.get("restart") or "never"
         delay = None if self.stopping or run.no_restart else \
             exits.restart_delay(policy, code, st["restarts"])
@@ -450,9 +462,14 @@ class Monitor:
             if self.helper is not None and not self.local:
                 due.append(self.helper_idle_at)
             timeout = max(0, int((min(due) - now) * 1000) + 1) if due else None
-            ready = [fd for fd, _ in self.poll.poll(timeout)]
+            events = self.poll.poll(timeout)
+            ready = [fd for fd, _ in events]
             if self.wake_r in ready:
                 self.on_signals()
+            if self.attach is not None:
+                for fd, ev in events:
+                    if self.attach.owns(fd):
+                        self.attach.handle(fd, ev)
             self.pump.read([fd for fd in ready if fd != self.wake_r])
             now = time.monotonic()
             if self.helper is not None and not self.local and now >= self.helper_idle_at:
@@ -512,6 +529,7 @@ class Monitor:
     def run(self) -> int:
         procs.set_child_subreaper()
         self.setup_signals()
+        self.open_attach()
         self.save_pod_state(monitor_pid=os.getpid(), monitor_starttime=procs.starttime(os.getpid()),
                             started_at=time.time(), stage1=self.manifest.get("stage1", "default"),
                             ready=False)
@@ -521,6 +539,17 @@ class Monitor:
         finally:
             self.finish()
         return self.exit_code()
+
+    def open_attach(self) -> None:
+        from .attach import AttachHub
+
+        try:
+            self.attach = AttachHub(self.poll, self.uuid,
+                                    lambda name: name in self.runs and self.runs[name].running)
+        except OSError as e:     # the pod runs; only attaching to it is not possible
+            _echo(2, f"rkt: pod {self.uuid}: attach is not available: {e}\n".encode())
+            return
+        self.pump.tap = self.attach.output
 
     def start_pod(self) -> None:
         setup_error = ""
@@ -572,6 +601,10 @@ class Monitor:
             self.reap()
             time.sleep(0.01)
         self.pump.close_all()
+        if self.attach is not None:
+            self.attach.close()
+            self.attach = None
+            self.pump.tap = None
         for run in self.runs.values():
             if run.log_fd >= 0:
                 os.close(run.log_fd)
