@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from rktnetes import __version__
 from rktnetes.config import Paths
-from rktnetes.errors import (UNIMPLEMENTED, AlreadyExists, NetworkError, NotFoundError,
+from rktnetes.errors import (UNAVAILABLE, UNIMPLEMENTED, AlreadyExists, NetworkError, NotFoundError,
                              NotRunning, PodError, RktError, TimedOut)
 from rktnetes.pod.manifest import NetworkRequest
 from rktnetes.proto.runtime.v1 import api_pb2 as pb
@@ -42,6 +42,10 @@ class Unimplemented(RktError):
     kind = UNIMPLEMENTED
 
 
+class Unavailable(RktError):
+    kind = UNAVAILABLE
+
+
 @dataclass
 class Options:
     handlers: list[str] = field(default_factory=lambda: ["default"])
@@ -60,6 +64,7 @@ class RuntimeService(pb_grpc.RuntimeServiceServicer):
         self._mu = threading.Lock()
         self.inv.sandboxes()          # the index, from disk
         self.launcher = Launcher()    # sandboxes' monitors, forked warm
+        self.streaming = None         # stream.server.StreamServer, set by server.start
 
     # -- events ----------------------------------------------------------------------------
 
@@ -402,18 +407,92 @@ class RuntimeService(pb_grpc.RuntimeServiceServicer):
         stderr = (err.data + err.extra)[:EXEC_OUTPUT_LIMIT - len(stdout)]
         return pb.ExecSyncResponse(stdout=stdout, stderr=stderr, exit_code=code)
 
-    # streaming is the next step (issue 13): exec, attach and port-forward over SPDY/WebSocket
+    # -- streaming: a URL on the streaming server, whose token carries what the session runs
+
+    def _running_container(self, cid: str) -> Container:
+        c = self.inv.container(cid)
+        if views.container(c).state != pb.CONTAINER_RUNNING:
+            raise NotRunning(f"container {c.id} is not running")
+        return c
+
+    @staticmethod
+    def _wanted(request):
+        from .stream.channels import Wanted
+
+        if not (request.stdin or request.stdout or request.stderr):
+            raise InvalidSpec("one of stdin, stdout, or stderr must be set")
+        if request.tty and request.stderr:
+            raise InvalidSpec("tty and stderr cannot both be set: a terminal has one output")
+        return Wanted(request.stdin, request.stdout, request.stderr, request.tty)
+
     @guarded
     def Exec(self, request, context):
-        raise Unimplemented("streaming exec is not implemented yet")
+        from .stream.server import ExecRequest
+
+        if not request.cmd:
+            raise InvalidSpec("no command given")
+        wanted = self._wanted(request)
+        c = self._running_container(request.container_id)
+        paths, pod, name, cmd = self.paths, c.sandbox.pod, c.id, list(request.cmd)
+
+        def execute(stdio: tuple[int, int, int], cancel: int) -> int:
+            from rktnetes.stage1.base import ExecError
+
+            try:
+                return stage0_apps.exec_in(paths, pod, name, cmd, tty=wanted.tty,
+                                           stdio=stdio, cancel=cancel)
+            except ExecError as e:     # a missing command: its message, and 126/127
+                os.write(stdio[2], f"{e}\n".encode())
+                return e.exit_code
+
+        return pb.ExecResponse(url=self._streams().url("exec", ExecRequest(wanted, execute)))
 
     @guarded
     def Attach(self, request, context):
-        raise Unimplemented("attach is not implemented yet")
+        from .stream.server import AttachRequest
+
+        wanted = self._wanted(request)
+        c = self._running_container(request.container_id)
+        if wanted.tty:
+            raise InvalidSpec(f"container {c.id} has no terminal to attach to")
+        if wanted.stdin and not c.app.stdin:
+            raise InvalidSpec(f"container {c.id} was not created with stdin: attach without "
+                              f"stdin")
+        pod, name = c.sandbox.pod, c.id
+
+        def attach(stdio: tuple[int, int, int], cancel: int) -> int:
+            from rktnetes.stage0.attach import attach
+
+            attach(pod, name, stdio, stdin=wanted.stdin, cancel=cancel)
+            return 0      # an attach that ran to its end is a success, whatever the app's code
+
+        return pb.AttachResponse(url=self._streams().url("attach",
+                                                         AttachRequest(wanted, attach)))
 
     @guarded
     def PortForward(self, request, context):
-        raise Unimplemented("port-forward is not implemented yet")
+        from rktnetes.host.namespaces import connect_tcp
+
+        from .stream.server import PortForwardRequest
+
+        sb = self.inv.sandbox(request.pod_sandbox_id)
+        if not views.sandbox_ready(sb):
+            raise NotRunning(f"pod sandbox {sb.pod.uuid} is not ready")
+        for port in request.port:
+            if not 0 < port < 65536:
+                raise InvalidSpec(f"invalid port {port}: must be 1-65535")
+        netns = sb.pod.pod_state().netns_path      # "": a host-network sandbox
+
+        def dial(port: int):
+            return connect_tcp(netns, port)
+
+        return pb.PortForwardResponse(url=self._streams().url(
+            "portforward", PortForwardRequest(sb.pod.uuid, dial)))
+
+    def _streams(self):
+        if self.streaming is None:
+            raise Unavailable("the streaming server is not running")
+        return self.streaming
 
     @guarded
     def CheckpointContainer(self, request, context):

@@ -40,6 +40,8 @@ class Running:
 
     def stop(self, grace: float = 5.0) -> None:
         self.runtime.watcher.stop()
+        if self.runtime.streaming is not None:
+            self.runtime.streaming.stop()
         self.server.stop(grace).wait()
         self.runtime.launcher.close()
 
@@ -57,6 +59,10 @@ def start(paths: Paths, listen: str = DEFAULT_LISTEN, options: Options | None = 
     pb_grpc.add_ImageServiceServicer_to_server(ImageService(paths), server)
     reflection.enable_server_reflection((*SERVICES, reflection.SERVICE_NAME), server)
     address = bind(server, listen, mode=SOCKET_MODE)
+    from .stream.server import StreamServer
+
+    runtime.streaming = StreamServer(runtime.opts.stream_address or "127.0.0.1:0")
+    runtime.streaming.start()
     runtime.watcher.start()
     runtime.launcher.start()
     server.start()

@@ -5,6 +5,8 @@ pods with runc and the CNI bridge."""
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,10 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+import pytest
 
 from rktnetes.image import builder
 from rktnetes.proto.runtime.v1 import api_pb2 as pb
 from rktnetes.proto.runtime.v1 import api_pb2_grpc as pb_grpc
+from tests.integration.pod_helpers import need_root_tools
+from tests.registry_server import RegistryServer
 
 DEFAULT_NS = pb.NamespaceOption(network=pb.POD, pid=pb.CONTAINER, ipc=pb.POD)
 
@@ -195,3 +200,33 @@ def bridge_ports(bridge: str = "rkt0") -> set[str]:
                        text=True)
     return {line.split(":")[1].strip().split("@")[0] for line in p.stdout.splitlines()
             if ":" in line}
+
+
+@contextlib.contextmanager
+def cri_environment(tmp: Path):
+    """A `rkt cri` server on its own data directory, a registry with busybox, the image
+    pulled: what a module of CRI tests shares. Everything is torn down at the end."""
+    need_root_tools()
+    for tool in ("docker-registry", "skopeo"):
+        if not shutil.which(tool):
+            pytest.skip(f"{tool} is not installed")
+    reg = RegistryServer(tmp / "registry").start()
+    try:
+        image = push_busybox(reg, tmp)
+        data, config = tmp / "data", tmp / "config"
+        config.mkdir()
+        insecure_registries_conf(config, reg.address)
+        server = CriServer(data, config, tmp / "cri.sock").start()
+        client = Client(server.sock)
+        image_id = client.images.PullImage(pb.PullImageRequest(
+            image=pb.ImageSpec(image=image)), timeout=120).image_ref
+        env = CriEnv(server, client, image, image_id, tmp / "logs", tmp)
+        env.registry = reg
+        env.ports_before = bridge_ports()
+        env.made = []            # every sandbox id the tests made
+        yield env
+        for s in client.runtime.ListPodSandbox(pb.ListPodSandboxRequest()).items:
+            client.teardown(s.id)
+        server.stop()
+    finally:
+        reg.stop()

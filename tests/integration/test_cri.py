@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import threading
 import time
 from concurrent import futures
@@ -18,42 +17,18 @@ import pytest
 
 from rktnetes.proto.runtime.v1 import api_pb2 as pb
 from tests.conftest import Rkt
-from tests.integration.cri_client import (Client, CriEnv, CriServer, bridge_ports, code_of,
-                                          insecure_registries_conf, push_busybox)
+from tests.integration.cri_client import (Client, CriEnv, bridge_ports, code_of,
+                                          cri_environment)
 from tests.integration.pod_helpers import (cgroups_mentioning, mounts_mentioning,
-                                           need_root_tools, processes_mentioning, wait_for)
-from tests.registry_server import RegistryServer
+                                           processes_mentioning, wait_for)
 
 BUSYBOX_SH = ["sh", "-c"]
 
 
 @pytest.fixture(scope="module")
 def cri(tmp_path_factory):
-    need_root_tools()
-    for tool in ("docker-registry", "skopeo"):
-        if not shutil.which(tool):
-            pytest.skip(f"{tool} is not installed")
-    tmp = tmp_path_factory.mktemp("cri")
-    reg = RegistryServer(tmp / "registry").start()
-    try:
-        image = push_busybox(reg, tmp)
-        data, config = tmp / "data", tmp / "config"
-        config.mkdir()
-        insecure_registries_conf(config, reg.address)
-        server = CriServer(data, config, tmp / "cri.sock").start()
-        client = Client(server.sock)
-        image_id = client.images.PullImage(pb.PullImageRequest(
-            image=pb.ImageSpec(image=image)), timeout=120).image_ref
-        env = CriEnv(server, client, image, image_id, tmp / "logs", tmp)
-        env.registry = reg
-        env.ports_before = bridge_ports()
-        env.made = []            # every sandbox id the tests made
+    with cri_environment(tmp_path_factory.mktemp("cri")) as env:
         yield env
-        for s in client.runtime.ListPodSandbox(pb.ListPodSandboxRequest()).items:
-            client.teardown(s.id)
-        server.stop()
-    finally:
-        reg.stop()
 
 
 @pytest.fixture(autouse=True)
@@ -663,7 +638,9 @@ def test_bad_requests_get_the_right_codes(cri):
                       (c.runtime.StartContainer, pb.StartContainerRequest(container_id="")),
                       (c.runtime.ContainerStats, pb.ContainerStatsRequest(container_id="nope"))):
         assert code_of(call, req)[0] == NOT_FOUND
-    code, msg = code_of(c.runtime.Exec, pb.ExecRequest(container_id=cid, cmd=["sh"]))
+    assert code_of(c.runtime.Exec, pb.ExecRequest(container_id=cid, cmd=["sh"]))[0] == INVALID
+    code, msg = code_of(c.runtime.CheckpointContainer, pb.CheckpointContainerRequest(
+        container_id=cid))
     assert code == grpc.StatusCode.UNIMPLEMENTED
     # none of these left anything behind: the sandbox has its one container only
     assert [x.id for x in c.runtime.ListContainers(pb.ListContainersRequest(

@@ -1,0 +1,171 @@
+"""Port forwarding into a pod's network namespace, as kubelet's portforward protocol defines it.
+
+SPDY (`portforward.k8s.io`): each forwarded connection is a pair of client streams, `error`
+and `data`, sharing a `requestID` header and naming the `port`; many pairs on one session.
+WebSocket: the ports are the request's `port` query values; port i is channel 2i (data) and
+2i+1 (error), each first carrying the port as two little-endian bytes."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+from collections.abc import Callable
+
+from . import spdy, wschannel
+
+PROTOCOL = "portforward.k8s.io"
+WS_PROTOCOLS = ["v4.channel.k8s.io", "v4.base64.channel.k8s.io", PROTOCOL, ""]
+CHUNK = 32 << 10
+
+Dial = Callable[[int], socket.socket]     # port -> a connection to it inside the pod
+
+
+def parse_port(text: str) -> int:
+    try:
+        port = int(text)
+    except (TypeError, ValueError):
+        raise ValueError(f"invalid port {text!r}") from None
+    if not 0 < port < 65536:
+        raise ValueError(f"invalid port {port}: must be 1-65535")
+    return port
+
+
+def copy_to_socket(read: Callable[[], bytes], conn: socket.socket) -> None:
+    """The client's bytes into the pod's connection; at their end, our write side closes."""
+    try:
+        while True:
+            data = read()
+            if not data:
+                break
+            conn.sendall(data)
+    except (OSError, TimeoutError):
+        pass
+    finally:
+        try:
+            conn.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+
+def copy_from_socket(conn: socket.socket, write: Callable[[bytes], None]) -> None:
+    while True:
+        try:
+            data = conn.recv(CHUNK)
+        except OSError:
+            return
+        if not data:
+            return
+        try:
+            write(data)
+        except (BrokenPipeError, OSError):
+            return
+
+
+def forward_error(port: int, sandbox: str, e: Exception) -> bytes:
+    reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+    return (f"error forwarding port {port} to pod {sandbox}: failed to connect to "
+            f"localhost:{port} inside the pod: {reason}").encode()
+
+
+# -- SPDY --------------------------------------------------------------------------------------
+
+class SpdyForwarder:
+    """Pairs the streams of each request and forwards them, one thread per connection."""
+
+    def __init__(self, dial: Dial, sandbox: str):
+        self.dial = dial
+        self.sandbox = sandbox
+        self.lock = threading.Lock()
+        self.pairs: dict[str, dict[str, spdy.Stream]] = {}
+        self.threads: list[threading.Thread] = []
+
+    @staticmethod
+    def request_id(s: spdy.Stream) -> str:
+        rid = s.headers.get("requestid", "")
+        if rid:
+            return rid
+        # an old client without the header: pairs have consecutive ids, error first
+        return str(s.id if s.type == "error" else s.id - 2)
+
+    def on_stream(self, s: spdy.Stream) -> None:
+        kind = s.type
+        try:
+            s.reply()
+        except BrokenPipeError:
+            return
+        if kind not in ("error", "data"):
+            s.cancel(spdy.REFUSED_STREAM)
+            return
+        rid = self.request_id(s)
+        with self.lock:
+            pair = self.pairs.setdefault(rid, {})
+            if kind in pair:
+                s.cancel(spdy.PROTOCOL_ERROR)
+                return
+            pair[kind] = s
+            if len(pair) < 2:
+                return
+            del self.pairs[rid]
+        t = threading.Thread(target=self.forward, args=(pair["data"], pair["error"]),
+                             daemon=True, name="portforward")
+        self.threads.append(t)
+        t.start()
+
+    def forward(self, data: spdy.Stream, error: spdy.Stream) -> None:
+        try:
+            port = parse_port(data.headers.get("port", ""))
+            conn = self.dial(port)
+        except Exception as e:   # the message goes to the client's error stream
+            port = data.headers.get("port", "?")
+            msg = str(e).encode() if isinstance(e, ValueError) else \
+                forward_error(port, self.sandbox, e)
+            try:
+                error.write(msg)
+            except BrokenPipeError:
+                pass
+            error.close()
+            data.close()
+            return
+        try:
+            up = threading.Thread(target=copy_to_socket, args=(data.read, conn), daemon=True)
+            up.start()
+            copy_from_socket(conn, data.write)
+            data.close()
+            up.join()
+        finally:
+            conn.close()
+            error.close()
+
+
+# -- WebSocket ---------------------------------------------------------------------------------
+
+def ws_forward(conn: wschannel.Connection, ports: list[int], dial: Dial, sandbox: str) -> None:
+    """One pod connection per port, for as long as the WebSocket lives."""
+    threads = []
+    for i, port in enumerate(ports):
+        prefix = struct.pack("<H", port)
+        conn.send(2 * i, prefix)
+        conn.send(2 * i + 1, prefix)
+        try:
+            pod = dial(port)
+        except Exception as e:
+            conn.send(2 * i + 1, forward_error(port, sandbox, e))
+            continue
+        ch = 2 * i
+        up = threading.Thread(target=copy_to_socket,
+                              args=(lambda ch=ch: conn.read(ch), pod), daemon=True)
+        down = threading.Thread(target=_down, args=(pod, conn, ch), daemon=True)
+        up.start()
+        down.start()
+        threads += [up, down]
+    for t in threads:
+        t.join()
+    conn.close()
+
+
+def _down(pod: socket.socket, conn: wschannel.Connection, ch: int) -> None:
+    try:
+        copy_from_socket(pod, lambda d: conn.send(ch, d))
+    finally:
+        pod.close()
