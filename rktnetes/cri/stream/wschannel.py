@@ -42,6 +42,10 @@ class Connection:
     def __init__(self, sock: socket.socket, head: bytes, supported: list[str]):
         self.sock = sock
         self.lock = threading.Lock()          # the sans-I/O protocol is not thread-safe
+        # bytes go out under their own lock, never under the protocol's: a writer blocked on
+        # a client that is not reading must not stop us reading (and answering pings)
+        self.wlock = threading.Lock()
+        self.outq: deque[bytes] = deque()
         self.cv = threading.Condition(threading.Lock())
         self.inbox: dict[int, deque[bytes]] = {}
         self.closed_channels: set[int] = set()
@@ -67,6 +71,7 @@ class Connection:
             self.protocol_name = response.headers.get("Sec-WebSocket-Protocol", "")
         self.ws.send_response(response)
         self._flush()
+        self._write_out()
 
     @property
     def base64(self) -> bool:
@@ -76,15 +81,32 @@ class Connection:
     def v5(self) -> bool:
         return self.protocol_name.startswith("v5.")
 
-    def _flush(self) -> None:      # under self.lock (or before any thread exists)
-        for chunk in self.ws.data_to_send():
-            if chunk:
-                self.sock.sendall(chunk)
-            else:
-                try:
-                    self.sock.shutdown(socket.SHUT_WR)
-                except OSError:
-                    pass
+    def _flush(self) -> None:      # under self.lock: queue what the protocol has for the wire
+        self.outq.extend(self.ws.data_to_send())
+
+    def _write_out(self, block: bool = True) -> None:
+        """Send the queue; without `block`, leave it to a sender already at it."""
+        while True:
+            if not self.wlock.acquire(blocking=block):
+                return
+            try:
+                while True:
+                    with self.lock:
+                        if not self.outq:
+                            break
+                        chunk = self.outq.popleft()
+                    if chunk:
+                        self.sock.sendall(chunk)
+                    else:                    # the protocol's end of our side
+                        try:
+                            self.sock.shutdown(socket.SHUT_WR)
+                        except OSError:
+                            pass
+            finally:
+                self.wlock.release()
+            with self.lock:
+                if not self.outq:     # nothing queued between our last look and the release
+                    return
 
     def send(self, channel: int, data: bytes) -> None:
         """One message on `channel`; BrokenPipeError once the connection is gone."""
@@ -96,12 +118,14 @@ class Connection:
                     self.ws.send_text((str(channel) + base64.b64encode(data).decode()).encode())
                 else:
                     self.ws.send_binary(bytes([channel]) + data)
-                self._flush()
-            except OSError:
-                self._end()
-                raise BrokenPipeError("the client is gone") from None
             except Exception:      # the protocol is closing: nothing more goes out
                 raise BrokenPipeError("the connection is closing") from None
+            self._flush()
+        try:
+            self._write_out()
+        except OSError:
+            self._end()
+            raise BrokenPipeError("the client is gone") from None
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         with self.lock:
@@ -110,6 +134,10 @@ class Connection:
                 self._flush()
             except Exception:
                 pass
+        try:
+            self._write_out()
+        except OSError:
+            pass
 
     def read(self, channel: int, timeout: float | None = None) -> bytes:
         """The next message on `channel`; b"" once it (or the connection) is closed."""
@@ -161,6 +189,7 @@ class Connection:
                         self.ws.receive_eof()
                     events = self.ws.events_received()
                     self._flush()          # pongs, the answer to a close
+                self._write_out(block=False)
                 for frame in events:
                     self._on_frame(frame)
                 if not data or self.ws.close_code is not None:
