@@ -236,12 +236,13 @@ def spawn(argv: list[str], fds: dict[int, int] | None = None, env: dict[str, str
 def wait_exit(pid: int, timeout: float | None = None, cancel: int = -1) -> int | None:
     """Wait for our child `pid`; its exit code, or None if it still runs after `timeout`
     seconds (None: wait for as long as it takes) or once `cancel` (an fd) is readable."""
-    if cancel >= 0:
+    if cancel >= 0 or timeout is not None:     # woken by the exit itself, not a timer
         pidfd = os.pidfd_open(pid)
         try:
             p = select.poll()
             p.register(pidfd, select.POLLIN)
-            p.register(cancel, select.POLLIN)
+            if cancel >= 0:
+                p.register(cancel, select.POLLIN)
             ready = [fd for fd, _ in p.poll(None if timeout is None else int(timeout * 1000))]
         finally:
             os.close(pidfd)
@@ -250,20 +251,8 @@ def wait_exit(pid: int, timeout: float | None = None, cancel: int = -1) -> int |
             return exit_code(status) if done else None
         _, status = os.waitpid(pid, 0)
         return exit_code(status)
-    if timeout is None:
-        _, status = os.waitpid(pid, 0)
-        return exit_code(status)
-    deadline = time.monotonic() + timeout
-    delay = 0.002
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return exit_code(status)
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return None
-        time.sleep(min(delay, left))
-        delay = min(delay * 1.5, 0.05)
+    _, status = os.waitpid(pid, 0)
+    return exit_code(status)
 
 
 def run(argv: list[str], stdin: int | None = None, capture: bool = True,
