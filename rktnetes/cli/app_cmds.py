@@ -23,6 +23,8 @@ ADD_FLAGS_HELP = APP_FLAGS_HELP.split("\nexample:")[0] + """\
   --no-new-privs           set no_new_privs (the default); --allow-new-privs clears it
   --privileged             all capabilities, all devices, no seccomp filter
   --stop-signal SIG        the signal `rkt app stop` sends first (default: the image's, SIGTERM)
+  --stdin                  keep a stdin open for the app: `rkt app attach` writes to it
+  --stdin-once             ... and close it when the first attach's input ends
   --annotation KEY=VALUE   an app annotation (repeatable)
   --pull-policy POLICY     new (default), update or never
   --insecure-options OPTS  as for rkt fetch (http, tls, all-fetch)

@@ -46,6 +46,8 @@ class AppFlags:
     no_new_privileges: bool | None = None
     privileged: bool = False
     stop_signal: str = ""
+    stdin: bool = False
+    stdin_once: bool = False
     annotations: list[str] = field(default_factory=list)
     pull_policy: str = "new"
     insecure_options: list[str] = field(default_factory=list)
@@ -200,7 +202,8 @@ def to_spec(f: AppFlags, env_files: list[tuple[str, list[tuple[str, str]]]] | No
         caps_remove=parse_caps(f.caps_remove, "--caps-remove"),
         privileged=f.privileged, no_new_privileges=f.no_new_privileges, mounts=mounts,
         restart=f.restart, stop_signal=parse_signal(f.stop_signal) if f.stop_signal else "",
-        annotations=parse_kv_list(f.annotations, "--annotation"))
+        annotations=parse_kv_list(f.annotations, "--annotation"),
+        stdin=f.stdin or f.stdin_once, stdin_once=f.stdin_once)
     return spec, [v for v, _ in mnt]
 
 

@@ -40,6 +40,8 @@ ADD_FLAGS: dict[str, tuple[str, str]] = {
     "--allow-new-privs": ("allow_new_privileges", "bool"),
     "--privileged": ("privileged", "bool"),
     "--stop-signal": ("stop_signal", "str"),
+    "--stdin": ("stdin", "bool"),
+    "--stdin-once": ("stdin_once", "bool"),
     "--annotation": ("annotations", "list"),
     "--pull-policy": ("pull_policy", "str"),
     "--insecure-options": ("insecure_options", "list"),

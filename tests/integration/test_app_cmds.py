@@ -191,6 +191,24 @@ def test_app_exec_exit_codes_and_stdin(r):
     finish(r, uuid)
 
 
+def test_app_attach_output_stdin_and_exit_code(r):
+    uuid = sandbox(r)
+    add(r, uuid, "reader", "echo ready; while read l; do echo got $l; echo err $l >&2; done; "
+                           "exit 4", "--stdin-once")
+    r("app", "start", uuid, "--app", "reader")
+    wait_state(r, uuid, "reader", "running")
+    res = r("app", "attach", uuid, "--app", "reader", input="one\ntwo\n", check=False,
+            timeout=60)
+    # what it wrote while attached, then its exit code once our input (its stdin) ended
+    assert res.returncode == 4, res.stderr
+    assert res.stdout.endswith("got one\ngot two\n") and "err two" in res.stderr
+    assert "got two" in r("logs", "--app", "reader", uuid).stdout   # the log has it too
+    # an app that has ended, or none of that name: one line, non-zero
+    assert "not running" in r.fails("app", "attach", uuid, "--app", "reader").stderr
+    r.fails("app", "attach", uuid, "--app", "nope")
+    finish(r, uuid)
+
+
 # -- exit codes, OOM ----------------------------------------------------------------------------
 
 def test_app_nonzero_exit_and_oom_kill(r):

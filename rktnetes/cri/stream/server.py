@@ -25,6 +25,7 @@ log = logging.getLogger("rktnetes.cri.stream")
 MAX_HEAD = 16 << 10
 HEAD_TIMEOUT = 10.0          # a client that connects and says nothing
 SEND_TIMEOUT = 60            # a client that stops reading: its session ends
+IDLE_TIMEOUT = 4 * 3600      # nothing from the client for this long (kubelet's default)
 MAX_CONNECTIONS = 512
 
 
@@ -183,6 +184,8 @@ class StreamServer:
             conn.settimeout(None)
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO,
                             struct.pack("ll", SEND_TIMEOUT, 0))
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
+                            struct.pack("ll", IDLE_TIMEOUT, 0))
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             upgrade = head.get("upgrade").lower()

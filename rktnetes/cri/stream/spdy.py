@@ -33,6 +33,8 @@ DEFAULT_WINDOW = 65536
 MAX_DATA = 16384                 # our DATA frames; a frame's length field allows 16 MiB
 MAX_FRAME = 1 << 24
 MAX_HEADER_BLOCK = 256 << 10     # decompressed: far beyond any header a client sends
+MAX_CONTROL = 1 << 20            # a control frame's payload; past it the peer is broken
+MAX_STREAMS = 1000               # open at once on one session; more are refused
 # how long a sender waits for a peer that has not yet shown whether it keeps windows, before
 # it takes it for one that does not (spdystream)
 FLOW_PROBE = 0.25
@@ -343,6 +345,8 @@ class Session:
                 head = self._read(8)
                 (first, second) = struct.unpack(">II", head)
                 flags, length = second >> 24, second & 0xFFFFFF
+                if first & 0x80000000 and length > MAX_CONTROL:
+                    raise ProtocolError(f"control frame of {length} bytes")
                 payload = self._read(length)
                 if first & 0x80000000:
                     version, kind = (first >> 16) & 0x7FFF, first & 0xFFFF
@@ -391,7 +395,7 @@ class Session:
                 self.reset(sid, PROTOCOL_ERROR)
                 return
             self.last_peer_id = sid
-            if self.going_away:
+            if self.going_away or len(self.streams) >= MAX_STREAMS:
                 self.reset(sid, REFUSED_STREAM)
                 return
             s = Stream(self, sid, headers, bool(flags & FLAG_FIN))
