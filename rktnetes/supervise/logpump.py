@@ -26,6 +26,12 @@ def echo(fd: int, data: bytes) -> bool:
         raise
 
 
+# An app that writes without pause keeps its pipe full: a bounded turn per poll, so that the
+# monitor still answers signals, requests and attach clients (and the other apps' pipes).
+READS_PER_TURN = 4
+DRAIN_READS = 256       # what an ended app left (its children may write on: bounded too)
+
+
 class LogPump:
     """The open output pipes of every app, registered in the monitor's poll object."""
 
@@ -52,24 +58,28 @@ class LogPump:
     def fds_of(self, app: str) -> list[int]:
         return [fd for fd, owner in self.owners.items() if owner == app]
 
-    def drain(self) -> None:
-        """Read what the pipes hold now (an app is gone; its output may not be)."""
-        self.read(list(self.streams))
+    def drain(self, app: str | None = None) -> None:
+        """Read what the pipes (of `app`, or every app's) hold now: an app is gone, its
+        output may not be."""
+        self.read(self.fds_of(app) if app else list(self.streams), rounds=DRAIN_READS)
 
-    def read(self, fds: list[int]) -> None:
-        """Read each of `fds`, then close those at their end: an unterminated last line of one
-        stream (written at its close) comes after what the others held meanwhile."""
+    def read(self, fds: list[int], rounds: int = READS_PER_TURN) -> None:
+        """Read each of `fds` (at most `rounds` reads each), then close those
+        at their end: an unterminated last line of one stream (written at its close) comes
+        after what the others held meanwhile."""
         ended: list[int] = []
         for fd in fds:
             if fd in self.streams:
-                self._read_one(fd, ended)
+                self._read_one(fd, ended, rounds)
         for fd in ended:
             if fd in self.streams:
                 self.close(fd)
 
-    def _read_one(self, fd: int, ended: list[int]) -> None:
+    def _read_one(self, fd: int, ended: list[int], rounds: int) -> None:
         writer, out = self.streams[fd]
-        while True:
+        n = 0
+        while n < rounds:
+            n += 1
             try:
                 data = os.read(fd, 65536)
             except BlockingIOError:
@@ -97,7 +107,7 @@ class LogPump:
     def close_app(self, app: str) -> None:
         """Forget an app: what its pipes still hold goes to its log first."""
         fds = self.fds_of(app)
-        self.read(fds)
+        self.read(fds, rounds=DRAIN_READS)
         for fd in fds:
             if fd in self.streams:
                 self.close(fd)

@@ -302,7 +302,7 @@ class Monitor:
     def on_exit(self, run: AppRun, status: int) -> None:
         run.pid = 0
         run.kill_at = 0.0
-        self.pump.drain()
+        self.pump.drain(run.name)     # what it wrote last, before its exit is told
         try:
             oom = bool(self.action("exited", run.name))
         except ActionError as e:  # the journal cleanup at the end retries

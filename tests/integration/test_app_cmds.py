@@ -209,6 +209,21 @@ def test_app_attach_output_stdin_and_exit_code(r):
     finish(r, uuid)
 
 
+def test_an_app_that_writes_without_pause_does_not_starve_its_monitor(r):
+    """`yes` fills its pipe faster than any log can take it: the monitor must still answer a
+    stop request, an attach and the other app's exit (it reads in bounded turns)."""
+    uuid = sandbox(r)
+    add(r, uuid, "flood", "exec yes")
+    add(r, uuid, "short", "sleep 1; exit 3")
+    r("app", "start", uuid, "--app", "flood")
+    r("app", "start", uuid, "--app", "short")
+    wait_state(r, uuid, "short", "exited", timeout=30)
+    assert app(r, uuid, "short")["exit_code"] == 3
+    r("app", "stop", uuid, "--app", "flood", timeout=60)
+    assert app(r, uuid, "flood")["state"] == "exited"
+    finish(r, uuid)
+
+
 # -- exit codes, OOM ----------------------------------------------------------------------------
 
 def test_app_nonzero_exit_and_oom_kill(r):
