@@ -72,7 +72,10 @@ def start(paths: Paths, listen: str = DEFAULT_LISTEN, options: Options | None = 
 def serve(paths: Paths, listen: str = DEFAULT_LISTEN, options: Options | None = None) -> int:
     """Run until SIGINT/SIGTERM (the CLI's main thread)."""
     running = start(paths, listen, options)
+    import faulthandler
     import gc
+
+    faulthandler.register(signal.SIGUSR1, all_threads=True)   # `kill -USR1`: every stack
 
     # What is loaded by now (gRPC, protobuf, the engine) lives as long as the server: out of
     # the collector's sight, a full collection no longer walks it (a pause of ~10 ms a call).

@@ -208,3 +208,22 @@ def test_spdy_grants_windows_as_data_is_read(session):
             sid, delta = struct.unpack(">II", f[3])
             updates[sid] = delta
     assert updates[1] >= 32768 and updates[0] >= 32768   # the stream's and the session's
+
+
+def test_spdy_session_window_counts_every_streams_bytes(session):
+    """Five streams of 20 KiB each: none is owed a stream WINDOW_UPDATE, but the session's
+    window is (else a strict client, kept to 64 KiB in all, would stall for good)."""
+    s, peer, got = session
+    for sid in (1, 3, 5, 7, 9):
+        peer.syn(sid, {"streamtype": "data"})
+        peer.data(sid, b"q" * 20000)
+    while len(got) < 5:
+        threading.Event().wait(0.01)
+    for st in got:
+        n = 0
+        while n < 20000:
+            n += len(st.read(5))
+    f = peer.frame()
+    assert f[1] == spdy.WINDOW_UPDATE
+    sid, delta = struct.unpack(">II", f[3])
+    assert sid == 0 and delta >= 32768

@@ -78,7 +78,7 @@ class SpdyForwarder:
         self.sandbox = sandbox
         self.lock = threading.Lock()
         self.pairs: dict[str, dict[str, spdy.Stream]] = {}
-        self.threads: list[threading.Thread] = []
+        self.conns: set[socket.socket] = set()      # open connections into the pod
 
     @staticmethod
     def request_id(s: spdy.Stream) -> str:
@@ -107,10 +107,8 @@ class SpdyForwarder:
             if len(pair) < 2:
                 return
             del self.pairs[rid]
-        t = threading.Thread(target=self.forward, args=(pair["data"], pair["error"]),
-                             daemon=True, name="portforward")
-        self.threads.append(t)
-        t.start()
+        threading.Thread(target=self.forward, args=(pair["data"], pair["error"]),
+                         daemon=True, name="portforward").start()
 
     def forward(self, data: spdy.Stream, error: spdy.Stream) -> None:
         try:
@@ -127,6 +125,8 @@ class SpdyForwarder:
             error.close()
             data.close()
             return
+        with self.lock:
+            self.conns.add(conn)
         try:
             up = threading.Thread(target=copy_to_socket, args=(data.read, conn), daemon=True)
             up.start()
@@ -134,8 +134,20 @@ class SpdyForwarder:
             data.close()
             up.join()
         finally:
+            with self.lock:
+                self.conns.discard(conn)
             conn.close()
             error.close()
+
+    def close(self) -> None:
+        """The session is over: every connection into the pod ends (its threads with it)."""
+        with self.lock:
+            conns = list(self.conns)
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
 
 # -- WebSocket ---------------------------------------------------------------------------------
@@ -153,8 +165,7 @@ def ws_forward(conn: wschannel.Connection, ports: list[int], dial: Dial, sandbox
             conn.send(2 * i + 1, forward_error(port, sandbox, e))
             continue
         ch = 2 * i
-        up = threading.Thread(target=copy_to_socket,
-                              args=(lambda ch=ch: conn.read(ch), pod), daemon=True)
+        up = threading.Thread(target=_up, args=(conn, ch, pod), daemon=True)
         down = threading.Thread(target=_down, args=(pod, conn, ch), daemon=True)
         up.start()
         down.start()
@@ -162,6 +173,16 @@ def ws_forward(conn: wschannel.Connection, ports: list[int], dial: Dial, sandbox
     for t in threads:
         t.join()
     conn.close()
+
+
+def _up(conn: wschannel.Connection, ch: int, pod: socket.socket) -> None:
+    """A channel has no half-close: its input ends with the WebSocket, and so does the pod's
+    connection (the reader of it stops too)."""
+    copy_to_socket(lambda: conn.read(ch), pod)
+    try:
+        pod.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 def _down(pod: socket.socket, conn: wschannel.Connection, ch: int) -> None:

@@ -234,6 +234,7 @@ class StreamServer:
                 fwd = portforward.SpdyForwarder(request.dial, request.sandbox)
                 session = spdy.Session(conn, fwd.on_stream, head.rest)
                 session.serve()       # until the client ends it; forwards run meanwhile
+                fwd.close()
                 return
             collector = channels.SpdyStreams(chosen, request.wanted)
             session = spdy.Session(conn, collector.on_stream, head.rest)

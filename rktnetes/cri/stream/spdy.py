@@ -181,8 +181,7 @@ class Stream:
             grant = self._unacked if self._unacked >= DEFAULT_WINDOW // 2 else 0
             if grant:
                 self._unacked = 0
-        if grant:
-            self.session.grant(self.id, grant)
+        self.session.consumed(self.id, len(chunk), grant)
         return chunk
 
     # writing
@@ -269,19 +268,23 @@ class Session:
         except BrokenPipeError:
             pass
 
-    def grant(self, sid: int, n: int) -> None:
-        """WINDOW_UPDATE: the peer may send `n` more bytes on the stream, and on the session."""
-        frames = control(WINDOW_UPDATE, 0, struct.pack(">II", sid, n))
+    def consumed(self, sid: int, n: int, stream_grant: int) -> None:
+        """`n` bytes of stream `sid` were read: WINDOW_UPDATEs for the stream (`stream_grant`,
+        when its reader is half a window behind) and for the session, which counts every
+        byte of every stream (a few small streams must not use its window up for good)."""
+        frames = control(WINDOW_UPDATE, 0, struct.pack(">II", sid, stream_grant)) \
+            if stream_grant else b""
         with self.lock:
             self._session_unacked += n
             whole = self._session_unacked
             if whole >= DEFAULT_WINDOW // 2:
                 self._session_unacked = 0
                 frames += control(WINDOW_UPDATE, 0, struct.pack(">II", 0, whole))
-        try:
-            self.send(frames)
-        except BrokenPipeError:
-            pass
+        if frames:
+            try:
+                self.send(frames)
+            except BrokenPipeError:
+                pass
 
     def reserve(self, s: Stream, want: int) -> int:
         """How many bytes of `want` may go out on `s` now (0: the stream or session is over),
