@@ -10,6 +10,8 @@ for each runtime in turn (alternating which goes first):
 - ExecSync of `true`;
 - streamed Exec of `true`: the Exec call, then a WebSocket (`v4.channel.k8s.io`, the
   `websockets` package) to the URL, read until the server closes it with the exit status;
+  and again over SPDY/3.1 with the tests' client (tests/spdyclient.py: against containerd,
+  kubelet's own streaming library checks that client too);
 - port forward: PortForward, a WebSocket to the URL with ?port=9000, MIB MiB sent through the
   echo server and read back (checked byte for byte), as MiB/s.
 WebSocket for both: containerd's streaming server (kubelet's library) speaks it as we do, so
@@ -38,6 +40,7 @@ from websockets.sync.client import connect  # noqa: E402
 from rktnetes.image import builder  # noqa: E402
 from rktnetes.proto.runtime.v1 import api_pb2 as pb  # noqa: E402
 from tests.registry_server import RegistryServer  # noqa: E402
+from tests.spdyclient import SpdyClient  # noqa: E402
 
 V4 = "v4.channel.k8s.io"
 
@@ -79,6 +82,22 @@ def exec_streamed(r: Runtime, cid: str) -> float:
                 if m[0] == 3:
                     status += m[1:]
     assert b"Success" in status, status
+    return time.perf_counter() - t
+
+
+def exec_spdy(r: Runtime, cid: str) -> float:
+    """Streamed Exec of `true` over SPDY/3.1, as kubectl opens it (error, then stdout)."""
+    t = time.perf_counter()
+    url = r.rt.Exec(pb.ExecRequest(container_id=cid, cmd=["true"], stdout=True)).url
+    c = SpdyClient(url, [V4])
+    try:
+        err = c.open_stream({"streamType": "error"})
+        out = c.open_stream({"streamType": "stdout"})
+        out.read_all()
+        status = err.read_all()
+    finally:
+        c.close()
+    assert b"Success" in status, (r.name, status)
     return time.perf_counter() - t
 
 
@@ -151,15 +170,18 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.5)            # the echo server listens
             exec_sync(r, idle)
             exec_streamed(r, idle)
+            exec_spdy(r, idle)
             port_forward(r, sid, 1 << 20)
         rows: dict[str, dict[str, list[float]]] = {
-            r.name: {"ExecSync true": [], "Exec true (streamed)": [], "port-forward MiB/s": []}
+            r.name: {"ExecSync true": [], "Exec true (WebSocket)": [], "Exec true (SPDY)": [],
+                     "port-forward MiB/s": []}
             for r in runtimes}
         for i in range(args.rounds):
             for r in (runtimes if i % 2 == 0 else list(reversed(runtimes))):
                 sid, idle = pods[r.name]
                 rows[r.name]["ExecSync true"].append(exec_sync(r, idle) * 1000)
-                rows[r.name]["Exec true (streamed)"].append(exec_streamed(r, idle) * 1000)
+                rows[r.name]["Exec true (WebSocket)"].append(exec_streamed(r, idle) * 1000)
+                rows[r.name]["Exec true (SPDY)"].append(exec_spdy(r, idle) * 1000)
                 rows[r.name]["port-forward MiB/s"].append(
                     port_forward(r, sid, args.mib << 20))
         print(f"CRI streaming, median of {args.rounds} rounds "
