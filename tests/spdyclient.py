@@ -390,24 +390,21 @@ class SpdyClient:
     def open_stream(self, headers: dict[str, str], fin: bool = False) -> Stream:
         flags = FLAG_FIN if fin else 0
         with self._wlock:
-            try:
-                with self._cv:
-                    if self._dead or self._local_close:
-                        raise BrokenPipeError("the SPDY connection is closed")
-                    if self.goaway is not None:
-                        raise ConnectionError(f"the server sent GOAWAY {self.goaway}")
-                    sid = self._next_id
-                    if sid > MAX_WINDOW:
-                        raise ConnectionError("stream ids exhausted")
-                    self._next_id += 2
-                    stream = Stream(self, sid, dict(headers), fin)
-                    self._streams[sid] = stream
-                block = self._compressor.compress(headers)
-                payload = struct.pack(">IIBB", sid, 0, 0 << 5, 0) + block
-                self._flush_pending_locked()
-                self._sock.sendall(pack_control(SYN_STREAM, flags, payload))
-            finally:
-                self._wlock.release()
+            with self._cv:
+                if self._dead or self._local_close:
+                    raise BrokenPipeError("the SPDY connection is closed")
+                if self.goaway is not None:
+                    raise ConnectionError(f"the server sent GOAWAY {self.goaway}")
+                sid = self._next_id
+                if sid > MAX_WINDOW:
+                    raise ConnectionError("stream ids exhausted")
+                self._next_id += 2
+                stream = Stream(self, sid, dict(headers), fin)
+                self._streams[sid] = stream
+            # priority 0 (top 3 bits), no associated stream, slot 0
+            payload = struct.pack(">IIBB", sid, 0, 0, 0) + self._compressor.compress(headers)
+            self._flush_pending_locked()
+            self._sock.sendall(pack_control(SYN_STREAM, flags, payload))
         self._drain_pending()
         return stream
 

@@ -75,6 +75,7 @@ def spdy_exec(url: str, types: list[str], stdin: bytes | None = None, protocol: 
             streams["stdin"].close_write()
         out = {t: streams[t].read_all() for t in types if t in ("stdout", "stderr")}
         out["error"] = streams["error"].read_all()
+        assert not client.violations, client.violations   # the server kept to the draft
         return out
     finally:
         client.close()
@@ -340,6 +341,7 @@ def test_port_forward_parallel_connections_and_16_mib_byte_for_byte(cri, pod):
         client.open_stream({"streamType": "data", "port": "9999", "requestID": "x"})
         msg = err.read_all(timeout=20)
         assert b"9999" in msg and b"refused" in msg.lower(), msg
+        assert not client.violations, client.violations
     finally:
         client.close()
 
