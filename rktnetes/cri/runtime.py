@@ -453,17 +453,15 @@ class RuntimeService(pb_grpc.RuntimeServiceServicer):
 
         wanted = self._wanted(request)
         c = self._running_container(request.container_id)
-        if wanted.tty:
-            raise InvalidSpec(f"container {c.id} has no terminal to attach to")
-        if wanted.stdin and not c.app.stdin:
-            raise InvalidSpec(f"container {c.id} was not created with stdin: attach without "
-                              f"stdin")
-        pod, name = c.sandbox.pod, c.id
+        # kubelet asks for a terminal when the container has tty: set; it runs without one
+        # here, and attach carries its output as it is. Stdin it does not take: output only,
+        # as containerd does.
+        pod, name, stdin = c.sandbox.pod, c.id, wanted.stdin and c.app.stdin
 
         def attach(stdio: tuple[int, int, int], cancel: int) -> int:
             from rktnetes.stage0.attach import attach
 
-            attach(pod, name, stdio, stdin=wanted.stdin, cancel=cancel)
+            attach(pod, name, stdio, stdin=stdin, cancel=cancel)
             return 0      # an attach that ran to its end is a success, whatever the app's code
 
         return pb.AttachResponse(url=self._streams().url("attach",
@@ -487,7 +485,7 @@ class RuntimeService(pb_grpc.RuntimeServiceServicer):
             return connect_tcp(netns, port)
 
         return pb.PortForwardResponse(url=self._streams().url(
-            "portforward", PortForwardRequest(sb.pod.uuid, dial)))
+            "portforward", PortForwardRequest(sb.pod.uuid, dial, list(request.port))))
 
     def _streams(self):
         if self.streaming is None:

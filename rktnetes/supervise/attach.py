@@ -161,11 +161,8 @@ class AttachHub:
             self._send(fd, f"error: app {app} is not running".encode())
             self._drop(fd)
             return
-        if want_stdin and app not in self.stdin_fds:
-            self._send(fd, f"error: app {app} has no stdin to attach to".encode())
-            self._drop(fd)
-            return
-        c.app, c.stdin = app, want_stdin
+        # an app whose stdin is closed (stdin_once, after its first attach): output only
+        c.app, c.stdin = app, want_stdin and app in self.stdin_fds
         self._send(fd, b"ok")
 
     def _send(self, fd: int, msg: bytes) -> bool:

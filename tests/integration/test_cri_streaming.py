@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import random
+import struct
 import threading
 import time
 import urllib.request
@@ -192,6 +193,32 @@ def test_exec_with_a_tty_and_a_resize(cri, pod):
         client.close()
 
 
+def test_a_slow_reader_gets_all_of_the_output(cri, pod):
+    """The command ends (its output fits in the pipe, our buffer and the client's window)
+    long before the client reads: all of it still comes, the pipe is carried to its end."""
+    url = exec_url(cri, pod["idle"], ["sh", "-c", "head -c 150000 /dev/zero"])
+    client = SpdyClient(url, [V4])
+    try:
+        err = client.open_stream({"streamType": "error"})
+        out = client.open_stream({"streamType": "stdout"})
+        time.sleep(4)              # the command is long done; its last bytes wait for us
+        assert len(out.read_all(timeout=60)) == 150_000
+        assert exit_status(err.read_all())[0] == "Success"
+    finally:
+        client.close()
+
+
+def test_a_malformed_frame_ends_the_session_and_its_command(cri, pod):
+    url = exec_url(cri, pod["idle"], ["sh", "-c", "echo started; exec sleep 4545"])
+    client = SpdyClient(url, [V4])
+    s = {t: client.open_stream({"streamType": t}) for t in ("error", "stdout")}
+    assert s["stdout"].read(timeout=20) == b"started\n"
+    # a WINDOW_UPDATE two bytes long (the draft's is eight)
+    client._sock.sendall(struct.pack(">HHI", 0x8003, 9, 2) + b"\0\1")
+    assert client.wait_closed(20)
+    wait_for(lambda: not _sleepers(cri, pod["idle"], "sleep 4545"), 20, "the exec to end")
+
+
 def test_tty_with_stderr_and_no_stream_are_refused(cri, pod):
     code, msg = code_of(cri.client.runtime.Exec, pb.ExecRequest(
         container_id=pod["idle"], cmd=["true"], tty=True, stdout=True, stderr=True))
@@ -293,6 +320,32 @@ def test_attach_to_a_running_app_output_and_stdin(cri, pod):
     assert "got one" in log and "bye" in log     # what attach saw, the log has too
 
 
+def test_attach_with_a_terminal_to_an_app_without_one(cri, pod):
+    """kubelet asks for a terminal when the container has tty: true; the app runs without one
+    here, and its output (stderr with stdout, as on a terminal) comes on stdout."""
+    c = cri.client
+    cid = c.run(pod["sid"], c.container_config(
+        "ttyapp", cri.image_id, ["sh", "-c", "while read l; do echo o$l; echo e$l >&2; done"],
+        tty=True, stdin=True), pod["cfg"])
+    url = c.runtime.Attach(pb.AttachRequest(container_id=cid, stdin=True, stdout=True,
+                                            tty=True)).url
+    client = SpdyClient(url, [V4])
+    try:
+        st = {t: client.open_stream({"streamType": t})
+              for t in ("error", "stdin", "stdout", "resize")}
+        st["resize"].write(b'{"Width":80,"Height":25}')
+        st["stdin"].write(b"x\n")
+        got = b""
+        while b"ox\n" not in got or b"ex\n" not in got:
+            got += st["stdout"].read(timeout=20)
+        st["stdin"].close_write()       # not stdin_once: our input's end ends the attach
+        assert exit_status(st["error"].read_all())[0] == "Success"
+        assert not client.violations, client.violations
+    finally:
+        client.close()
+    assert c.status(cid).state == pb.CONTAINER_RUNNING     # the app goes on
+
+
 def test_attach_over_websocket_and_a_slow_client_never_blocks_the_app(cri, pod):
     c = cri.client
     cid = c.run(pod["sid"], c.container_config(
@@ -360,6 +413,22 @@ def test_port_forward_over_websocket(cri, pod):
             assert m[0] == 0
             back += m[1:]
         assert back == payload
+
+
+def test_port_forward_over_websocket_takes_the_cri_requests_ports(cri, pod):
+    """Through kubelet's proxy the URL has no query: the ports are those of the CRI call."""
+    url = cri.client.runtime.PortForward(pb.PortForwardRequest(pod_sandbox_id=pod["sid"],
+                                                               port=[9000])).url
+    with websockets_client.connect(ws_url(url), subprotocols=["v4.channel.k8s.io"]) as ws:
+        assert ws.recv(timeout=10) == b"\x00" + (9000).to_bytes(2, "little")
+        ws.recv(timeout=10)
+        ws.send(b"\x00ping")
+        back = b""
+        while len(back) < 4:
+            m = ws.recv(timeout=10)
+            if m[0] == 0:
+                back += m[1:]
+        assert back == b"ping"
 
 
 def test_nothing_is_left_running(cri, pod):

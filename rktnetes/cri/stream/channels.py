@@ -111,6 +111,12 @@ class SpdyStreams:
             s.cancel(spdy.REFUSED_STREAM)
             return
         with self.cv:
+            if kind in self.by_type:          # kubelet refuses a second one too
+                s.cancel(spdy.PROTOCOL_ERROR)
+                return
+            if kind in ("stdout", "stderr", "error") or (kind == "stdin" and not self.wanted.stdin) \
+                    or (kind == "resize" and not self.wanted.tty):
+                s.ignore()                    # nothing of the client's is read on these
             self.by_type[kind] = s
             self.cv.notify_all()
 
@@ -141,12 +147,16 @@ class SpdyStreams:
                     err.close()
             for k in ("stdin", "resize"):   # nothing more is read from these
                 if k in b:
+                    b[k].ignore()
                     b[k].close()
 
+        stdout = b["stdout"].write if "stdout" in b else None
         return Streams(
             stdin=b["stdin"].read if w.stdin and "stdin" in b else None,
-            stdout=b["stdout"].write if "stdout" in b else None,
-            stderr=b["stderr"].write if "stderr" in b else None,
+            stdout=stdout,
+            # with a terminal there is no stderr stream: an attached app's stderr (it has no
+            # terminal here) goes with its stdout, as a terminal would show it
+            stderr=b["stderr"].write if "stderr" in b else stdout if w.tty else None,
             resizes=_resize_reader(b["resize"].read) if "resize" in b else None,
             finish=finish, json_status=self.version >= 4)
 
@@ -167,10 +177,13 @@ def ws_streams(conn: wschannel.Connection, wanted: Wanted) -> Streams:
     # tell the client the connection is up: an empty message on the lowest channel we write
     # (as kubelet does; clients wait for it)
     first = STDOUT if wanted.stdout else STDERR if wanted.stderr and not wanted.tty else ERROR
+    conn.readable = {c for c, on in ((STDIN, wanted.stdin), (RESIZE, wanted.tty)) if on}
     conn.send(first, b"")
+    stdout = (lambda d: conn.send(STDOUT, d)) if wanted.stdout else None
     return Streams(
         stdin=stdin if wanted.stdin else None,
-        stdout=(lambda d: conn.send(STDOUT, d)) if wanted.stdout else None,
-        stderr=(lambda d: conn.send(STDERR, d)) if wanted.stderr and not wanted.tty else None,
+        stdout=stdout,
+        stderr=(lambda d: conn.send(STDERR, d)) if wanted.stderr and not wanted.tty
+        else stdout if wanted.tty else None,
         resizes=_resize_reader(lambda: conn.read(RESIZE)) if wanted.tty else None,
         finish=finish, json_status=version >= 4)

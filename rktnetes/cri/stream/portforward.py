@@ -15,6 +15,9 @@ from collections.abc import Callable
 from . import spdy, wschannel
 
 PROTOCOL = "portforward.k8s.io"
+PAIR_TIMEOUT = 30.0       # a request's second stream must come within (kubelet's stream
+#                           creation timeout)
+LINGER = 1.0              # after the pod's side ends, how long the client's may go on
 WS_PROTOCOLS = ["v4.channel.k8s.io", "v4.base64.channel.k8s.io", PROTOCOL, ""]
 CHUNK = 32 << 10
 
@@ -103,12 +106,36 @@ class SpdyForwarder:
             if kind in pair:
                 s.cancel(spdy.PROTOCOL_ERROR)
                 return
+            if kind == "error":
+                s.ignore()          # ours to write (kubectl half-closes it at once)
             pair[kind] = s
             if len(pair) < 2:
+                self._expire_later(rid)
                 return
             del self.pairs[rid]
         threading.Thread(target=self.forward, args=(pair["data"], pair["error"]),
                          daemon=True, name="portforward").start()
+
+    def _expire_later(self, rid: str) -> None:
+        t = threading.Timer(PAIR_TIMEOUT, self._expire, (rid,))
+        t.daemon = True
+        t.start()
+
+    def _expire(self, rid: str) -> None:
+        """A request whose other stream never came: say so on its error stream, end it."""
+        with self.lock:
+            pair = self.pairs.pop(rid, None)
+        if not pair:
+            return
+        for kind, s in pair.items():
+            if kind == "error":
+                try:
+                    s.write(f"timed out waiting for the data stream of request {rid}".encode())
+                except BrokenPipeError:
+                    pass
+                s.close()
+            else:
+                s.cancel(spdy.CANCEL)
 
     def forward(self, data: spdy.Stream, error: spdy.Stream) -> None:
         try:
@@ -132,7 +159,16 @@ class SpdyForwarder:
             up.start()
             copy_from_socket(conn, data.write)
             data.close()
-            up.join()
+            # the pod is done: the client's side gets a moment, then the pair ends (a client
+            # waits for the error stream's end before it closes its local connection)
+            up.join(LINGER)
+            if up.is_alive():
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                data.ignore()
+                up.join()
         finally:
             with self.lock:
                 self.conns.discard(conn)
@@ -155,6 +191,7 @@ class SpdyForwarder:
 def ws_forward(conn: wschannel.Connection, ports: list[int], dial: Dial, sandbox: str) -> None:
     """One pod connection per port, for as long as the WebSocket lives."""
     threads = []
+    conn.readable = {2 * i for i in range(len(ports))}    # error channels are ours to write
     for i, port in enumerate(ports):
         prefix = struct.pack("<H", port)
         conn.send(2 * i, prefix)
@@ -170,9 +207,13 @@ def ws_forward(conn: wschannel.Connection, ports: list[int], dial: Dial, sandbox
         up.start()
         down.start()
         threads += [up, down]
-    for t in threads:
+    # the WebSocket ends when every pod connection has (kubelet's handler does the same);
+    # the client's end of it ends them all the other way (_up)
+    for t in threads[1::2]:
         t.join()
     conn.close()
+    for t in threads[0::2]:
+        t.join()
 
 
 def _up(conn: wschannel.Connection, ch: int, pod: socket.socket) -> None:

@@ -15,7 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 PUMP_CHUNK = 32 << 10
-DRAIN_TIMEOUT = 2.0     # after the command: what its pipes still hold, unless a child keeps them
+# once the command has ended, its output is carried until its end; a pipe a child of it keeps
+# open is given up after this long without a byte (never while bytes flow)
+DRAIN_IDLE = 2.0
 
 
 @dataclass
@@ -66,21 +68,33 @@ def _thread(target, *args) -> threading.Thread:
     return t
 
 
-def pump_out(fd: int, send: Callable[[bytes], None] | None) -> None:
-    """fd's bytes to the client until EOF; a gone client: the rest is read and dropped, so
-    the command never blocks on a full pipe."""
-    while True:
-        try:
-            data = os.read(fd, PUMP_CHUNK)
-        except OSError:      # EIO: a pty whose every slave is closed
-            return
-        if not data:
-            return
-        if send is not None:
+def pump_out(fd: int, send: Callable[[bytes], None] | None, done: threading.Event) -> None:
+    """fd's bytes to the client until EOF, or until `done` (the command ended) and then
+    DRAIN_IDLE without a byte. A gone client: the rest is read and dropped, so the command
+    never blocks on a full pipe. The fd is this thread's: it closes it."""
+    import select
+
+    p = select.poll()
+    p.register(fd, select.POLLIN)
+    try:
+        while True:
+            if not p.poll(DRAIN_IDLE * 1000):
+                if done.is_set():
+                    return
+                continue
             try:
-                send(data)
-            except (BrokenPipeError, OSError):
-                send = None
+                data = os.read(fd, PUMP_CHUNK)
+            except OSError:      # EIO: a pty whose every slave is closed
+                return
+            if not data:
+                return
+            if send is not None:
+                try:
+                    send(data)
+                except (BrokenPipeError, OSError):
+                    send = None
+    finally:
+        os.close(fd)
 
 
 def pump_in(recv: Callable[[], bytes], fd: int, close: bool = True) -> None:
@@ -103,18 +117,18 @@ def pump_in(recv: Callable[[], bytes], fd: int, close: bool = True) -> None:
                 pass
 
 
-def pump_resizes(resizes: Callable[[], tuple[int, int] | None], apply) -> None:
-    while True:
-        try:
+def pump_resizes(resizes: Callable[[], tuple[int, int] | None], fd: int) -> None:
+    """Each size the client sends, to the terminal at `fd` (this thread's: it closes it)."""
+    try:
+        while True:
             size = resizes()
-        except (OSError, TimeoutError):
-            return
-        if size is None:
-            return
-        try:
-            apply(*size)
-        except OSError:
-            return
+            if size is None:
+                return
+            set_window(fd, *size)
+    except (OSError, TimeoutError):
+        pass
+    finally:
+        os.close(fd)
 
 
 def run_exec(streams: Streams, tty: bool, execute: Callable[[tuple[int, int, int], int], int],
@@ -124,29 +138,28 @@ def run_exec(streams: Streams, tty: bool, execute: Callable[[tuple[int, int, int
     otherwise. Ends with the status on the error stream."""
     ours: list[int] = []         # fds we close once the command has them
     pumps: list[threading.Thread] = []
+    done = threading.Event()
     code, error = None, ""
     try:
+        # each pump thread owns the fd it uses and closes it itself: an fd closed under a
+        # thread still using it would be some other session's by the time it is used
         if tty:
             master, slave = os.openpty()
             ours.append(slave)
             os.set_inheritable(master, False)
             stdio = (slave, slave, slave)
-            pumps.append(_thread(pump_out, master, streams.stdout))
             if streams.stdin is not None:
                 _thread(pump_in, streams.stdin, os.dup(master))
             if streams.resizes is not None:
-                _thread(pump_resizes, streams.resizes,
-                        lambda w, h: set_window(master, w, h))
-            readers = [master]
+                _thread(pump_resizes, streams.resizes, os.dup(master))
+            pumps.append(_thread(pump_out, master, streams.stdout, done))
         else:
-            readers = []
             fds = []
             for send in (streams.stdout, streams.stderr):
                 r, w = os.pipe2(os.O_CLOEXEC)
                 ours.append(w)
-                readers.append(r)
                 fds.append(w)
-                pumps.append(_thread(pump_out, r, send))
+                pumps.append(_thread(pump_out, r, send, done))
             if streams.stdin is not None:
                 r, w = os.pipe2(os.O_CLOEXEC)
                 ours.append(r)
@@ -164,13 +177,9 @@ def run_exec(streams: Streams, tty: bool, execute: Callable[[tuple[int, int, int
             for fd in ours:
                 os.close(fd)
             ours = []
+            done.set()
         for t in pumps:
-            t.join(DRAIN_TIMEOUT)
-        for fd in readers:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+            t.join()
     finally:
         for fd in ours:
             os.close(fd)

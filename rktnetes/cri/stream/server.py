@@ -12,6 +12,7 @@ import os
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
@@ -23,9 +24,9 @@ from .tokens import TokenCache
 log = logging.getLogger("rktnetes.cri.stream")
 
 MAX_HEAD = 16 << 10
-HEAD_TIMEOUT = 10.0          # a client that connects and says nothing
-SEND_TIMEOUT = 60            # a client that stops reading: its session ends
-IDLE_TIMEOUT = 4 * 3600      # nothing from the client for this long (kubelet's default)
+HEAD_TIMEOUT = 10.0          # the whole request head must come within this
+# kubelet's one deadline (its streamIdleTimeout): nothing read, or nothing taken, for so long
+IDLE_TIMEOUT = 4 * 3600
 MAX_CONNECTIONS = 512
 
 
@@ -47,6 +48,8 @@ class AttachRequest:
 class PortForwardRequest:
     sandbox: str
     dial: portforward.Dial
+    ports: list[int]          # the CRI request's: a WebSocket through kubelet's proxy has no
+    #                           query, so these are its ports unless the URL names some
 
 
 class BadRequest(Exception):
@@ -88,11 +91,18 @@ class Head:
                 if p.strip()]
 
 
-def read_head(sock: socket.socket) -> Head:
+def read_head(sock: socket.socket, timeout: float = HEAD_TIMEOUT) -> Head:
+    """The request line and headers, within `timeout` in all (a client trickling a byte at a
+    time holds no connection for longer)."""
+    deadline = time.monotonic() + timeout
     buf = b""
     while b"\r\n\r\n" not in buf:
         if len(buf) > MAX_HEAD:
             raise BadRequest(400, "request header too large")
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("no request head in time")
+        sock.settimeout(left)
         chunk = sock.recv(4096)
         if not chunk:
             raise ConnectionError("closed before a request")
@@ -174,7 +184,6 @@ class StreamServer:
 
     def _serve(self, conn: socket.socket) -> None:
         try:
-            conn.settimeout(HEAD_TIMEOUT)
             try:
                 head = read_head(conn)
                 request = self._route(head)
@@ -183,7 +192,7 @@ class StreamServer:
                 return
             conn.settimeout(None)
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO,
-                            struct.pack("ll", SEND_TIMEOUT, 0))
+                            struct.pack("ll", IDLE_TIMEOUT, 0))
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
                             struct.pack("ll", IDLE_TIMEOUT, 0))
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
@@ -202,6 +211,10 @@ class StreamServer:
         finally:
             with self.lock:
                 self.live.discard(conn)
+            try:     # a close alone would not wake a thread blocked reading it
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             conn.close()
 
     def _route(self, head: Head) -> object:
@@ -228,35 +241,21 @@ class StreamServer:
         conn.sendall(("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
                       "Upgrade: SPDY/3.1\r\n"
                       f"X-Stream-Protocol-Version: {chosen}\r\n\r\n").encode())
-        cancel_r, cancel_w = os.pipe2(os.O_CLOEXEC)
-        try:
-            if isinstance(request, PortForwardRequest):
-                fwd = portforward.SpdyForwarder(request.dial, request.sandbox)
-                session = spdy.Session(conn, fwd.on_stream, head.rest)
-                session.serve()       # until the client ends it; forwards run meanwhile
-                fwd.close()
-                return
-            collector = channels.SpdyStreams(chosen, request.wanted)
-            session = spdy.Session(conn, collector.on_stream, head.rest)
-
-            def reader() -> None:
-                session.serve()
-                os.write(cancel_w, b"x")       # the client is gone: the command is killed
-
-            t = threading.Thread(target=reader, daemon=True, name="spdy-reader")
-            t.start()
-            if collector.wait(session):
-                run_exec(collector.streams(session), request.wanted.tty, _runner(request),
-                         cancel_r)
-            session.close()
+        if isinstance(request, PortForwardRequest):
+            fwd = portforward.SpdyForwarder(request.dial, request.sandbox)
+            session = spdy.Session(conn, fwd.on_stream, head.rest)
             try:
-                conn.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
-            t.join(5)
-        finally:
-            os.close(cancel_r)
-            os.close(cancel_w)
+                session.serve()       # until the client ends it; forwards run meanwhile
+            finally:
+                fwd.close()
+            return
+        collector = channels.SpdyStreams(chosen, request.wanted)
+        session = spdy.Session(conn, collector.on_stream, head.rest)
+        with _Session(conn, session.serve) as cancel:
+            if collector.wait(session):
+                run_exec(collector.streams(session), _terminal(request), _runner(request),
+                         cancel)
+            session.close()
 
     # -- WebSocket -----------------------------------------------------------------------------
     def _websocket(self, conn: socket.socket, head: Head, request: object) -> None:
@@ -265,33 +264,64 @@ class StreamServer:
                                   portforward.WS_PROTOCOLS if pf else channels.WS_PROTOCOLS)
         if not ws.accepted:
             return
-        cancel_r, cancel_w = os.pipe2(os.O_CLOEXEC)
-
-        def reader() -> None:
-            ws.serve()
-            os.write(cancel_w, b"x")
-
-        t = threading.Thread(target=reader, daemon=True, name="ws-reader")
-        t.start()
-        try:
+        with _Session(conn, ws.serve) as cancel:
             if pf:
                 try:
                     ports = [portforward.parse_port(p) for v in head.query.get("port", [])
-                             for p in v.split(",")]
+                             for p in v.split(",")] or request.ports
                     if not ports:
-                        raise ValueError('query parameter "port" is required')
+                        raise ValueError('no port to forward: give "port" in the request')
                 except ValueError as e:
                     ws.close(1008, str(e)[:120])
                     return
                 portforward.ws_forward(ws, ports, request.dial, request.sandbox)
             else:
-                run_exec(channels.ws_streams(ws, request.wanted), request.wanted.tty,
-                         _runner(request), cancel_r)
-            t.join(5)
-        finally:
-            os.close(cancel_r)
-            os.close(cancel_w)
+                run_exec(channels.ws_streams(ws, request.wanted), _terminal(request),
+                         _runner(request), cancel)
+
+
+class _Session:
+    """The reader of a connection in a thread of its own, and the cancel fd that turns
+    readable when it ends (the client is gone: the command is killed). On leaving, our side
+    ends, the reader is woken if it still waits, and the fds close once no thread uses them."""
+
+    def __init__(self, conn: socket.socket, serve: Callable[[], None]):
+        self.conn = conn
+        self.r, self.w = os.pipe2(os.O_CLOEXEC)
+
+        def reader() -> None:
+            try:
+                serve()
+            finally:
+                os.write(self.w, b"x")
+
+        self.thread = threading.Thread(target=reader, daemon=True, name="stream-reader")
+
+    def __enter__(self) -> int:
+        self.thread.start()
+        return self.r
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self.conn.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        self.thread.join(5)                # the client closes its side in turn
+        if self.thread.is_alive():
+            try:
+                self.conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self.thread.join()
+        os.close(self.r)
+        os.close(self.w)
 
 
 def _runner(request: object):
     return request.execute if isinstance(request, ExecRequest) else request.attach
+
+
+def _terminal(request: object) -> bool:
+    """A pty for the session: exec with tty. Attach never makes one: it carries the app's own
+    output (an app created with tty runs without a terminal here; see AttachRequest)."""
+    return isinstance(request, ExecRequest) and request.wanted.tty

@@ -152,6 +152,7 @@ class Stream:
         self.local_closed = False          # our FIN
         self.reset = False
         self.send_window = session.initial_send_window
+        self.reading = True                # False: nobody reads it; what comes is dropped
 
     @property
     def type(self) -> str:
@@ -159,7 +160,7 @@ class Stream:
 
     # reading (data the peer sent)
     def _feed(self, data: bytes, fin: bool) -> None:   # under the session lock
-        if data:
+        if data and self.reading:
             self._chunks.append(data)
             self._buffered += len(data)
         if fin:
@@ -211,6 +212,15 @@ class Stream:
 
     def cancel(self, status: int = CANCEL) -> None:
         self.session.reset(self.id, status)
+
+    def ignore(self) -> None:
+        """Nothing will read this stream (an output stream, or a session that has finished):
+        what the peer still sends on it is dropped, never buffered."""
+        with self._cv:
+            self.reading = False
+            self._chunks.clear()
+            self._buffered = 0
+            self._cv.notify_all()
 
 
 class Session:
@@ -358,7 +368,7 @@ class Session:
                     self._on_control(kind, flags, payload)
                 else:
                     self._on_data(first & 0x7FFFFFFF, flags, payload)
-        except ProtocolError:
+        except (ProtocolError, struct.error, ValueError):   # malformed: short or bad frames
             self.close(1)
         except (EOFError, OSError):
             pass
@@ -373,7 +383,7 @@ class Session:
                 # spdystream itself does): this thread waits while the stream's reader is
                 # behind by more than max_buffer
                 s._cv.wait_for(lambda: s._buffered < self.max_buffer or s.remote_closed
-                               or self.ended, 30)
+                               or self.ended or not s.reading)
                 s._feed(payload, bool(flags & FLAG_FIN))
                 if flags & FLAG_FIN:
                     self._forget_if_done(s)

@@ -54,6 +54,7 @@ class Connection:
         self._fragments: list[bytes] = []
         self._fragment_text = False
         self._buffered = 0
+        self.readable: set[int] | None = None    # the channels someone reads; others dropped
 
         def select(proto, offered):
             chosen = choose(list(offered), supported)
@@ -172,8 +173,8 @@ class Connection:
             if channel == CLOSE_CHANNEL and self.v5:
                 if data:
                     self.closed_channels.add(data[0])
-            elif data:
-                self.cv.wait_for(lambda: self._buffered < MAX_BUFFER or self.ended, 30)
+            elif data and (self.readable is None or channel in self.readable):
+                self.cv.wait_for(lambda: self._buffered < MAX_BUFFER or self.ended)
                 self.inbox.setdefault(channel, deque()).append(data)
                 self._buffered += len(data)
             self.cv.notify_all()
