@@ -29,7 +29,9 @@ def register(sub, common, only: str | None = None) -> None:
                    help="the CNI network pods join (default: default, rkt's bridge, unless "
                    "net.d defines it)")
     p.add_argument("--stream-address", default="127.0.0.1:0", metavar="HOST:PORT",
-                   help="where the streaming server (exec, attach, port-forward) will listen")
+                   help="where the streaming server listens (default 127.0.0.1:0, a free port "
+                   "on loopback): Exec, Attach and PortForward return one-use URLs on it that "
+                   "kubelet proxies, or crictl connects to (SPDY/3.1 or WebSocket)")
     p.set_defaults(func=run)
 
 

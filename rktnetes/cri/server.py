@@ -83,7 +83,8 @@ def serve(paths: Paths, listen: str = DEFAULT_LISTEN, options: Options | None = 
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
-    print(f"CRI service running on {running.address}", flush=True)
+    print(f"CRI service running on {running.address}; streaming (exec, attach, "
+          f"port-forward) on {running.runtime.streaming.base_url}", flush=True)
     done.wait()
     running.stop()
     return 0
