@@ -45,6 +45,10 @@ def run(args, paths: Paths) -> int:
                              f"{', '.join(FLAVORS)})")
     if not handlers:
         raise UsageError("--runtime-handlers: give at least one stage1")
+    host, sep, port = args.stream_address.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise UsageError(f"--stream-address={args.stream_address}: give HOST:PORT "
+                         f"(e.g. 127.0.0.1:0 for a free port on loopback)")
     if not args.listen.startswith("unix:"):
         raise UsageError(f"--listen={args.listen}: the CRI listens on a unix socket only "
                          f"(unix:///PATH)")

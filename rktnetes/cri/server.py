@@ -48,7 +48,11 @@ class Running:
 
 def start(paths: Paths, listen: str = DEFAULT_LISTEN, options: Options | None = None,
           workers: int = 256) -> Running:
+    from .stream.server import StreamServer
+
     runtime = RuntimeService(paths, options or Options())
+    # the streaming port first: a --stream-address that cannot be had leaves no CRI socket
+    runtime.streaming = StreamServer(runtime.opts.stream_address or "127.0.0.1:0")
     # kubelet's workers call at once; event streams, stops (a grace period) and execs hold a
     # worker each: enough that Status and the lists never queue behind them
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cri"),
@@ -58,10 +62,11 @@ def start(paths: Paths, listen: str = DEFAULT_LISTEN, options: Options | None = 
     pb_grpc.add_RuntimeServiceServicer_to_server(runtime, server)
     pb_grpc.add_ImageServiceServicer_to_server(ImageService(paths), server)
     reflection.enable_server_reflection((*SERVICES, reflection.SERVICE_NAME), server)
-    address = bind(server, listen, mode=SOCKET_MODE)
-    from .stream.server import StreamServer
-
-    runtime.streaming = StreamServer(runtime.opts.stream_address or "127.0.0.1:0")
+    try:
+        address = bind(server, listen, mode=SOCKET_MODE)
+    except BaseException:
+        runtime.streaming.stop()
+        raise
     runtime.streaming.start()
     runtime.watcher.start()
     runtime.launcher.start()

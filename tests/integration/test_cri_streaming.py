@@ -431,6 +431,16 @@ def test_port_forward_over_websocket_takes_the_cri_requests_ports(cri, pod):
         assert back == b"ping"
 
 
+def test_a_stream_address_that_cannot_be_had_is_one_line_and_leaves_no_socket(rkt, tmp_path):
+    sock = tmp_path / "cri.sock"
+    for address, says in (("nope:xx", "HOST:PORT"), ("8.8.8.8:0", "cannot listen"),
+                          ("no-such-host.invalid:0", "cannot listen")):
+        res = rkt.fails("cri", f"--listen=unix://{sock}", f"--stream-address={address}",
+                        timeout=60)
+        assert says in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
+        assert not sock.exists()
+
+
 def test_nothing_is_left_running(cri, pod):
     """Last: no exec, forward or attach of these tests lives on in the pod or the server."""
     assert not _sleepers(cri, pod["idle"], "sleep 4")
@@ -455,3 +465,4 @@ def _comm(pid: str) -> str:
             return f.read().strip()
     except OSError:
         return ""
+

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
+from rktnetes.errors import UsageError
+
 from . import channels, portforward, spdy, wschannel
 from .remotecommand import run_exec
 from .tokens import TokenCache
@@ -131,7 +133,13 @@ class StreamServer:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, int(port or 0)))
+        try:
+            self.sock.bind((host, int(port or 0)))
+        except (OSError, ValueError) as e:
+            self.sock.close()
+            reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+            raise UsageError(f"--stream-address={address}: cannot listen there: "
+                             f"{reason}") from None
         self.sock.listen(128)
         bound = self.sock.getsockname()
         shown = advertise or (f"[{bound[0]}]" if family == socket.AF_INET6 else bound[0])
