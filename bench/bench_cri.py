@@ -270,44 +270,79 @@ def median(rows: list[dict[str, float]], key: str) -> float:
     return statistics.median(r[key] for r in rows)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("-n", "--rounds", type=int, default=10)
-    args = ap.parse_args(argv)
+def check_host(what: str) -> None:
+    """Root and the peer's tools, or a one-line exit."""
     if os.geteuid() != 0:
-        raise SystemExit("bench_cri needs root (it runs pods)")
+        raise SystemExit(f"{what} needs root (it runs pods)")
     for tool in ("containerd", "containerd-shim-runc-v2", "runc", "docker-registry", "skopeo"):
         if not shutil.which(tool):
             raise SystemExit(f"{tool} is not installed (apt-get install containerd "
                              f"docker-registry skopeo)")
-    work = Path(tempfile.mkdtemp(prefix="bench-cri-", dir="/var/tmp"))
-    reg = RegistryServer(work / "registry").start()
-    runtimes: list[Runtime] = []
-    try:
-        layout = builder.OCILayout(work / "layout")
-        spec = builder.default_image_spec(work)
+
+
+class Peers:
+    """What a CRI benchmark runs on: a work directory under /var/tmp, a registry holding the
+    busybox image and a pause image made of it, and rktnetes and containerd started on them
+    with both images pulled. `close()` removes all of it (pods, bridges, mounts, files)."""
+
+    def __init__(self, prefix: str):
+        self.work = Path(tempfile.mkdtemp(prefix=prefix, dir="/var/tmp"))
+        self.reg = RegistryServer(self.work / "registry").start()
+        self.runtimes: list[Runtime] = []
+        self.layout = builder.OCILayout(self.work / "layout")
+        self.spec = builder.default_image_spec(self.work)
+
+    def start(self) -> "Peers":
+        spec, layout = self.spec, self.layout
         layout.add_image(spec, "1")
         pause = builder.ImageSpec(layers=spec.layers, config={
             **spec.config, "Entrypoint": ["/bin/sleep", "2147483647"], "Cmd": []})
         layout.add_image(pause, "pause")
-        image = reg.push(layout.path, "1", "library/busybox:1")
+        self.image = self.reg.push(layout.path, "1", "library/busybox:1")
+        self.pause_ref = self.reg.push(layout.path, "pause", "library/pause:1")
+        self.rk = Rktnetes(self.work / "rkt-cri.sock")
+        self.rk.start(self.work, self.reg.address)
+        self.runtimes.append(self.rk)
+        self.cd = Containerd(self.work / "containerd.sock")
+        self.cd.start(self.work, self.reg.address, self.pause_ref)
+        self.runtimes.append(self.cd)
+        for r in self.runtimes:
+            for ref in (self.image, self.pause_ref):
+                r.im.PullImage(pb.PullImageRequest(image=pb.ImageSpec(image=ref)), timeout=300)
+        return self
+
+    def close(self) -> None:
+        for r in self.runtimes:
+            with contextlib.suppress(Exception):
+                for s in r.rt.ListPodSandbox(pb.ListPodSandboxRequest(), timeout=10).items:
+                    r.rt.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=s.id))
+                    r.rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=s.id))
+            r.stop()
+        self.reg.stop()
+        for bridge in ("cnibench0", "cnibenchr0"):
+            subprocess.run(["ip", "link", "del", bridge], capture_output=True)
+        for m in reversed([line.split()[4] for line in open("/proc/self/mountinfo")
+                           if str(self.work) in line.split()[4]]):
+            subprocess.run(["umount", "-l", m], capture_output=True)
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("-n", "--rounds", type=int, default=10)
+    args = ap.parse_args(argv)
+    check_host("bench_cri")
+    peers = Peers("bench-cri-")
+    try:
+        peers.start()
+        work, reg, layout, spec = peers.work, peers.reg, peers.layout, peers.spec
+        image, rk, cd, runtimes = peers.image, peers.rk, peers.cd, peers.runtimes
         # pulled and removed each round: an image of its own (removing an image removes
         # every name it has, in both runtimes), the busybox layer plus a small one
         pulled = builder.ImageSpec(layers=spec.layers + [builder.tar_entries([])],
                                    config={**spec.config, "Labels": {"bench": "pull"}})
         layout.add_image(pulled, "pulled")
         pull_ref = reg.push(layout.path, "pulled", "library/pulled:1")
-        pause_ref = reg.push(layout.path, "pause", "library/pause:1")
-        rk = Rktnetes(work / "rkt-cri.sock")
-        rk.start(work, reg.address)
-        runtimes.append(rk)
-        cd = Containerd(work / "containerd.sock")
-        cd.start(work, reg.address, pause_ref)
-        runtimes.append(cd)
-        for r in runtimes:
-            r.im.PullImage(pb.PullImageRequest(image=pb.ImageSpec(image=image)), timeout=300)
-            r.im.PullImage(pb.PullImageRequest(image=pb.ImageSpec(image=pause_ref)),
-                           timeout=300)
         results: dict[str, dict[str, list]] = {r.name: {"sb": [], "c": [], "pull": []}
                                                for r in runtimes}
         homes = {}
@@ -354,19 +389,7 @@ def main(argv: list[str] | None = None) -> int:
             r.rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=sid), timeout=120)
         return 0
     finally:
-        for r in runtimes:
-            with contextlib.suppress(Exception):
-                for s in r.rt.ListPodSandbox(pb.ListPodSandboxRequest(), timeout=10).items:
-                    r.rt.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=s.id))
-                    r.rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=s.id))
-            r.stop()
-        reg.stop()
-        for bridge in ("cnibench0", "cnibenchr0"):
-            subprocess.run(["ip", "link", "del", bridge], capture_output=True)
-        for m in reversed([line.split()[4] for line in open("/proc/self/mountinfo")
-                           if str(work) in line.split()[4]]):
-            subprocess.run(["umount", "-l", m], capture_output=True)
-        shutil.rmtree(work, ignore_errors=True)
+        peers.close()
 
 
 if __name__ == "__main__":

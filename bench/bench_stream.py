@@ -23,23 +23,18 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_cri import NS, Containerd, Rktnetes, Runtime  # noqa: E402
+from bench_cri import NS, Peers, Runtime, check_host  # noqa: E402
 from websockets.sync.client import connect  # noqa: E402
 
-from rktnetes.image import builder  # noqa: E402
 from rktnetes.proto.runtime.v1 import api_pb2 as pb  # noqa: E402
-from tests.registry_server import RegistryServer  # noqa: E402
 from tests.spdyclient import SpdyClient  # noqa: E402
 
 V4 = "v4.channel.k8s.io"
@@ -134,33 +129,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-n", "--rounds", type=int, default=10)
     ap.add_argument("--mib", type=int, default=16)
     args = ap.parse_args(argv)
-    if os.geteuid() != 0:
-        raise SystemExit("bench_stream needs root (it runs pods)")
-    for tool in ("containerd", "containerd-shim-runc-v2", "runc", "docker-registry", "skopeo"):
-        if not shutil.which(tool):
-            raise SystemExit(f"{tool} is not installed")
-    work = Path(tempfile.mkdtemp(prefix="bench-stream-", dir="/var/tmp"))
-    reg = RegistryServer(work / "registry").start()
-    runtimes: list[Runtime] = []
+    check_host("bench_stream")
+    peers = Peers("bench-stream-")
     try:
-        layout = builder.OCILayout(work / "layout")
-        spec = builder.default_image_spec(work)
-        layout.add_image(spec, "1")
-        pause = builder.ImageSpec(layers=spec.layers, config={
-            **spec.config, "Entrypoint": ["/bin/sleep", "2147483647"], "Cmd": []})
-        layout.add_image(pause, "pause")
-        image = reg.push(layout.path, "1", "library/busybox:1")
-        pause_ref = reg.push(layout.path, "pause", "library/pause:1")
-        rk = Rktnetes(work / "rkt-cri.sock")
-        rk.start(work, reg.address)
-        runtimes.append(rk)
-        cd = Containerd(work / "containerd.sock")
-        cd.start(work, reg.address, pause_ref)
-        runtimes.append(cd)
+        peers.start()
+        work, image, runtimes = peers.work, peers.image, peers.runtimes
         pods = {}
         for r in runtimes:
-            for ref in (image, pause_ref):
-                r.im.PullImage(pb.PullImageRequest(image=pb.ImageSpec(image=ref)), timeout=300)
             cfg = r.sandbox_config("stream", work / "logs" / r.name)
             sid = r.rt.RunPodSandbox(pb.RunPodSandboxRequest(config=cfg),
                                      timeout=120).pod_sandbox_id
@@ -197,20 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             r.rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=sid), timeout=120)
         return 0
     finally:
-        for r in runtimes:
-            with contextlib.suppress(Exception):
-                for s in r.rt.ListPodSandbox(pb.ListPodSandboxRequest(), timeout=10).items:
-                    r.rt.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=s.id))
-                    r.rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=s.id))
-            r.stop()
-        reg.stop()
-        for bridge in ("cnibench0", "cnibenchr0"):
-            subprocess.run(["ip", "link", "del", bridge], capture_output=True)
-        for m in reversed([line.split()[4] for line in open("/proc/self/mountinfo")
-                           if str(work) in line.split()[4]]):
-            subprocess.run(["umount", "-l", m], capture_output=True)
-        shutil.rmtree(work, ignore_errors=True)
-
+        peers.close()
 
 if __name__ == "__main__":
     sys.exit(main())
