@@ -365,11 +365,15 @@ class RuntimeService(pb_grpc.RuntimeServiceServicer):
         stage0_apps.update_resources(self.paths, c.sandbox.pod, c.id, res)
         return pb.UpdateContainerResourcesResponse()
 
-    @guarded
-    def ReopenContainerLog(self, request, context):
-        c = self.inv.container(request.container_id)
+    def _running_container(self, cid: str) -> Container:
+        c = self.inv.container(cid)
         if views.container(c).state != pb.CONTAINER_RUNNING:
             raise NotRunning(f"container {c.id} is not running")
+        return c
+
+    @guarded
+    def ReopenContainerLog(self, request, context):
+        c = self._running_container(request.container_id)
         stage0_apps.reopen_log(self.paths, c.sandbox.pod, c.id)
         return pb.ReopenContainerLogResponse()
 
@@ -381,9 +385,7 @@ class RuntimeService(pb_grpc.RuntimeServiceServicer):
             raise InvalidSpec("no command given")
         if request.timeout < 0:
             raise InvalidSpec(f"timeout {request.timeout}: must not be negative")
-        c = self.inv.container(request.container_id)
-        if views.container(c).state != pb.CONTAINER_RUNNING:
-            raise NotRunning(f"container {c.id} is not running")
+        c = self._running_container(request.container_id)
         out = _Collector()
         err = _Collector()
         null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
@@ -408,12 +410,6 @@ class RuntimeService(pb_grpc.RuntimeServiceServicer):
         return pb.ExecSyncResponse(stdout=stdout, stderr=stderr, exit_code=code)
 
     # -- streaming: a URL on the streaming server, whose token carries what the session runs
-
-    def _running_container(self, cid: str) -> Container:
-        c = self.inv.container(cid)
-        if views.container(c).state != pb.CONTAINER_RUNNING:
-            raise NotRunning(f"container {c.id} is not running")
-        return c
 
     @staticmethod
     def _wanted(request):
