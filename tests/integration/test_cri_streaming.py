@@ -58,6 +58,11 @@ def ws_url(url: str) -> str:
     return "ws" + url[len("http"):]
 
 
+def open_streams(client: SpdyClient, *types: str) -> dict:
+    """The remotecommand streams, by type, opened as kubectl opens them (error first)."""
+    return {t: client.open_stream({"streamType": t}) for t in types}
+
+
 def spdy_exec(url: str, types: list[str], stdin: bytes | None = None, protocol: str = V4,
               before=None) -> dict[str, bytes]:
     """Run an exec over SPDY as kubectl does: the error stream first, then the others; stdin
@@ -65,7 +70,7 @@ def spdy_exec(url: str, types: list[str], stdin: bytes | None = None, protocol: 
     client = SpdyClient(url, [protocol])
     try:
         assert client.protocol == protocol
-        streams = {t: client.open_stream({"streamType": t}) for t in ["error", *types]}
+        streams = open_streams(client, "error", *types)
         for s in streams.values():
             s.wait_reply()
         if before:
@@ -165,8 +170,7 @@ def test_exec_with_a_tty_and_a_resize(cri, pod):
                    stdin=True, tty=True)
     client = SpdyClient(url, [V4])
     try:
-        s = {t: client.open_stream({"streamType": t})
-             for t in ("error", "stdin", "stdout", "resize")}
+        s = open_streams(client, "error", "stdin", "stdout", "resize")
         for st in s.values():
             st.wait_reply()
         s["resize"].write(json.dumps({"Width": 100, "Height": 30}).encode())
@@ -211,7 +215,7 @@ def test_a_slow_reader_gets_all_of_the_output(cri, pod):
 def test_a_malformed_frame_ends_the_session_and_its_command(cri, pod):
     url = exec_url(cri, pod["idle"], ["sh", "-c", "echo started; exec sleep 4545"])
     client = SpdyClient(url, [V4])
-    s = {t: client.open_stream({"streamType": t}) for t in ("error", "stdout")}
+    s = open_streams(client, "error", "stdout")
     assert s["stdout"].read(timeout=20) == b"started\n"
     # a WINDOW_UPDATE two bytes long (the draft's is eight)
     client._sock.sendall(struct.pack(">HHI", 0x8003, 9, 2) + b"\0\1")
@@ -258,7 +262,7 @@ def _sleepers(cri, cid: str, mark: str) -> list[str]:
 def test_a_client_that_vanishes_mid_stream_ends_its_command(cri, pod):
     url = exec_url(cri, pod["idle"], ["sh", "-c", "echo started; exec sleep 4242"])
     client = SpdyClient(url, [V4])
-    s = {t: client.open_stream({"streamType": t}) for t in ("error", "stdout")}
+    s = open_streams(client, "error", "stdout")
     assert s["stdout"].read(timeout=20) == b"started\n"
     assert _sleepers(cri, pod["idle"], "sleep 4242")
     client.abort()                   # no GOAWAY, no FIN: the socket is just gone
@@ -304,8 +308,7 @@ def test_attach_to_a_running_app_output_and_stdin(cri, pod):
                                             stderr=True)).url
     client = SpdyClient(url, [V4])
     try:
-        s = {t: client.open_stream({"streamType": t})
-             for t in ("error", "stdin", "stdout", "stderr")}
+        s = open_streams(client, "error", "stdin", "stdout", "stderr")
         s["stdin"].write(b"one\n")
         assert s["stdout"].read_exactly(len(b"got one\n")) == b"got one\n"
         assert s["stderr"].read_exactly(len(b"err one\n")) == b"err one\n"
@@ -331,8 +334,7 @@ def test_attach_with_a_terminal_to_an_app_without_one(cri, pod):
                                             tty=True)).url
     client = SpdyClient(url, [V4])
     try:
-        st = {t: client.open_stream({"streamType": t})
-              for t in ("error", "stdin", "stdout", "resize")}
+        st = open_streams(client, "error", "stdin", "stdout", "resize")
         st["resize"].write(b'{"Width":80,"Height":25}')
         st["stdin"].write(b"x\n")
         got = b""
