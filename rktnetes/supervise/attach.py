@@ -67,7 +67,7 @@ class AttachHub:
     def app_gone_stdin(self, app: str) -> None:
         fd = self.stdin_fds.pop(app, -1)
         if fd >= 0:
-            self._unwatch_out(fd)
+            self._watch_out(fd, False)
             os.close(fd)
         self.pending.pop(app, None)
         self.closing.discard(app)
@@ -95,11 +95,11 @@ class AttachHub:
         return fd == self.listener.fileno() or fd in self.clients or \
             fd in self.stdin_fds.values()
 
-    def handle(self, fd: int, events: int) -> None:
+    def handle(self, fd: int) -> None:
         if fd == self.listener.fileno():
             self._accept()
         elif fd in self.clients:
-            self._read(fd, events)
+            self._read(fd)
         else:
             app = next((a for a, w in self.stdin_fds.items() if w == fd), None)
             if app is not None:
@@ -126,7 +126,7 @@ class AttachHub:
             self.clients[sock.fileno()] = Client(sock)
             self.poll.register(sock.fileno(), select.POLLIN)
 
-    def _read(self, fd: int, events: int) -> None:
+    def _read(self, fd: int) -> None:
         c = self.clients[fd]
         try:
             msg = c.sock.recv(MAX_MESSAGE + 1)
@@ -224,9 +224,6 @@ class AttachHub:
                 self.poll.unregister(fd)
         except KeyError:
             pass
-
-    def _unwatch_out(self, fd: int) -> None:
-        self._watch_out(fd, False)
 
     def close(self) -> None:
         for fd in list(self.clients):

@@ -462,14 +462,13 @@ class Monitor:
             if self.helper is not None and not self.local:
                 due.append(self.helper_idle_at)
             timeout = max(0, int((min(due) - now) * 1000) + 1) if due else None
-            events = self.poll.poll(timeout)
-            ready = [fd for fd, _ in events]
+            ready = [fd for fd, _ in self.poll.poll(timeout)]
             if self.wake_r in ready:
                 self.on_signals()
             if self.attach is not None:
-                for fd, ev in events:
+                for fd in ready:
                     if self.attach.owns(fd):
-                        self.attach.handle(fd, ev)
+                        self.attach.handle(fd)
             self.pump.read([fd for fd in ready if fd != self.wake_r])
             now = time.monotonic()
             if self.helper is not None and not self.local and now >= self.helper_idle_at:

@@ -317,9 +317,6 @@ class Session:
                 else:
                     self._window_cv.wait(30)
 
-    def ping(self, pid: int) -> None:
-        self.send(control(PING, 0, struct.pack(">I", pid)))
-
     def close(self, status: int = 0) -> None:
         """GOAWAY, then the end of our side of the connection."""
         with self.lock:
