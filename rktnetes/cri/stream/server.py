@@ -35,7 +35,11 @@ MAX_CONNECTIONS = 512
 @dataclass
 class ExecRequest:
     wanted: channels.Wanted
-    execute: Callable[[tuple[int, int, int], int], int]   # (stdio, cancel fd) -> exit code
+    run: Callable[[tuple[int, int, int], int], int]   # (stdio, cancel fd) -> exit code
+
+    @property
+    def terminal(self) -> bool:      # a pty for the session
+        return self.wanted.tty
 
 
 @dataclass
@@ -43,7 +47,10 @@ class AttachRequest:
     wanted: channels.Wanted
     # (stdio, cancel fd) -> exit code: stdin, stdout, stderr carried until the client or the
     # app is gone
-    attach: Callable[[tuple[int, int, int], int], int]
+    run: Callable[[tuple[int, int, int], int], int]
+    # never a pty: attach carries the app's own output (an app created with tty runs without
+    # a terminal here)
+    terminal = False
 
 
 @dataclass
@@ -261,8 +268,7 @@ class StreamServer:
         session = spdy.Session(conn, collector.on_stream, head.rest)
         with _Session(conn, session.serve) as cancel:
             if collector.wait(session):
-                run_exec(collector.streams(session), _terminal(request), _runner(request),
-                         cancel)
+                run_exec(collector.streams(session), request.terminal, request.run, cancel)
             session.close()
 
     # -- WebSocket -----------------------------------------------------------------------------
@@ -284,8 +290,8 @@ class StreamServer:
                     return
                 portforward.ws_forward(ws, ports, request.dial, request.sandbox)
             else:
-                run_exec(channels.ws_streams(ws, request.wanted), _terminal(request),
-                         _runner(request), cancel)
+                run_exec(channels.ws_streams(ws, request.wanted), request.terminal,
+                         request.run, cancel)
 
 
 class _Session:
@@ -324,12 +330,3 @@ class _Session:
         os.close(self.r)
         os.close(self.w)
 
-
-def _runner(request: object):
-    return request.execute if isinstance(request, ExecRequest) else request.attach
-
-
-def _terminal(request: object) -> bool:
-    """A pty for the session: exec with tty. Attach never makes one: it carries the app's own
-    output (an app created with tty runs without a terminal here; see AttachRequest)."""
-    return isinstance(request, ExecRequest) and request.wanted.tty
