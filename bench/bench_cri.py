@@ -325,6 +325,13 @@ class Peers:
                            if str(self.work) in line.split()[4]]):
             subprocess.run(["umount", "-l", m], capture_output=True)
         shutil.rmtree(self.work, ignore_errors=True)
+        # containerd leaves its parent cgroups (kubepods/..., k8s.io) behind, empty: rmdir
+        # takes only empty ones, deepest first
+        for root in Path("/sys/fs/cgroup").iterdir():
+            for top in ("kubepods", "k8s.io"):
+                for d in sorted((root / top).glob("**/"), key=lambda p: -len(p.parts)):
+                    with contextlib.suppress(OSError):
+                        d.rmdir()
 
 
 def main(argv: list[str] | None = None) -> int:
